@@ -1,0 +1,1 @@
+"""The HTTP API: serializers, views, routes and the error handler."""

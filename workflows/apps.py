@@ -1,0 +1,11 @@
+"""App configuration for the workflow engine."""
+
+from django.apps import AppConfig
+
+
+class WorkflowsConfig(AppConfig):
+    """The workflow engine app: definitions, executions, API and scheduler."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "workflows"
+    verbose_name = "Workflows"

@@ -1,0 +1,43 @@
+"""Typed access to the engine's own settings (the WORKFLOWS dict in settings)."""
+
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class EngineConf:
+    """The engine's knobs, parsed once per process."""
+
+    kafka_bootstrap_servers: str
+    kafka_topic_prefix: str
+    kafka_partitions: int
+    scheduler_group_id: str
+    mock_latency_seconds: tuple[float, float]
+
+    def topic(self, name: str) -> str:
+        """The real topic name for a logical one (tests prefix topics per session)."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """Parse "1-2" (a range) or "0.5" (a fixed value) into (low, high) seconds."""
+    low, _, high = text.partition("-")
+    bounds = (float(low), float(high or low))
+    if bounds[0] < 0 or bounds[1] < bounds[0]:
+        raise ValueError(f"invalid mock latency {text!r}: expected 'LOW-HIGH' seconds, LOW <= HIGH")
+    return bounds
+
+
+@cache
+def conf() -> EngineConf:
+    """The engine configuration of this process."""
+    raw = settings.WORKFLOWS
+    return EngineConf(
+        kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
+        kafka_topic_prefix=raw["KAFKA_TOPIC_PREFIX"],
+        kafka_partitions=int(raw["KAFKA_PARTITIONS"]),
+        scheduler_group_id=raw["SCHEDULER_GROUP_ID"],
+        mock_latency_seconds=parse_latency(raw["MOCK_LATENCY_SECONDS"]),
+    )

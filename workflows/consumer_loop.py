@@ -1,0 +1,89 @@
+"""A small Kafka consumer loop: poll a batch, hand it to a handler, commit after it, stop cleanly.
+
+What a message means is the handler's business (see workflows/scheduler.py); this loop owns
+batching, commit-after-processing, retrying a batch the database refused, and SIGTERM.
+"""
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaError, Message
+from django.db import DatabaseError, close_old_connections
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+POLL_TIMEOUT_S = 0.05
+RETRY_BACKOFF_S = 0.2
+MAX_RETRY_BACKOFF_S = 5.0
+
+
+class ConsumerLoop:
+    """Runs `handle_batch` over batches from `consumer` until stopped; `idle` runs every turn."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        handle_batch: Callable[[Sequence[Message]], None],
+        *,
+        idle: Callable[[], None] | None = None,
+        batch_size: int = BATCH_SIZE,
+        poll_timeout_s: float = POLL_TIMEOUT_S,
+    ) -> None:
+        self.consumer = consumer
+        self.handle_batch = handle_batch
+        self.idle = idle
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.stopping = False
+
+    def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """Finish the batch in hand, commit it, and leave the group."""
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        try:
+            while not self.stopping:
+                self.turn()
+        finally:
+            self.consumer.close()
+
+    def turn(self) -> None:
+        """One poll: process what came, commit it, then do the idle work."""
+        messages = [m for m in self.consumer.consume(self.batch_size, self.poll_timeout_s) if self.usable(m)]
+        if messages:
+            self.process(messages)
+            self.consumer.commit(asynchronous=False)
+        if self.idle is not None:
+            self.guarded(self.idle)
+
+    def process(self, messages: Sequence[Message]) -> None:
+        """Handle a batch until it succeeds: a database error is retried, never skipped."""
+        backoff = RETRY_BACKOFF_S
+        while not self.guarded(lambda: self.handle_batch(messages)):
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
+
+    def guarded(self, work: Callable[[], None]) -> bool:
+        """Run work with a healthy database connection; report whether it succeeded."""
+        close_old_connections()
+        try:
+            work()
+            return True
+        except DatabaseError:
+            logger.exception("database error; will retry")
+            return False
+
+    @staticmethod
+    def usable(message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("consumer error: %s", error)
+        return False

@@ -1,0 +1,91 @@
+"""Kafka clients tuned for loopback latency, one producer per process, and topic creation."""
+
+import os
+import threading
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from workflows.conf import conf
+from workflows.events import ALL_TOPICS
+
+PRODUCER_FLUSH_TIMEOUT_S = 10.0
+ADMIN_TIMEOUT_S = 10.0
+
+_producer: Producer | None = None
+_producer_pid: int | None = None
+_producer_lock = threading.Lock()
+
+
+def _base_config() -> dict[str, Any]:
+    return {"bootstrap.servers": conf().kafka_bootstrap_servers, "socket.nagle.disable": True}
+
+
+def producer() -> Producer:
+    """This process's producer (re-created after a fork, since librdkafka threads do not survive it)."""
+    global _producer, _producer_pid
+    with _producer_lock:
+        if _producer is None or _producer_pid != os.getpid():
+            _producer = Producer(
+                {
+                    **_base_config(),
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 1,
+                    "message.timeout.ms": 30000,
+                }
+            )
+            _producer_pid = os.getpid()
+        return _producer
+
+
+def flush(timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
+    """Wait until every produced message is acknowledged; raise if some are still in flight."""
+    remaining = producer().flush(timeout_s)
+    if remaining:
+        raise KafkaException(f"{remaining} Kafka message(s) not delivered within {timeout_s}s")
+
+
+def consumer(group_id: str, topics: list[str]) -> Consumer:
+    """A consumer that commits only when told to, after the batch's effects are durable."""
+    client = Consumer(
+        {
+            **_base_config(),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
+    client.subscribe([conf().topic(name) for name in topics])
+    return client
+
+
+def ensure_topics(partitions: int | None = None) -> list[str]:
+    """Create the engine's topics if they do not exist; return the names created."""
+    admin = AdminClient(_base_config())
+    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    wanted = [conf().topic(name) for name in ALL_TOPICS if conf().topic(name) not in existing]
+    if not wanted:
+        return []
+    count = partitions or conf().kafka_partitions
+    futures = admin.create_topics([NewTopic(name, count, 1) for name in wanted])
+    for future in futures.values():
+        try:
+            future.result(ADMIN_TIMEOUT_S)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return wanted
+
+
+def delete_topics() -> list[str]:
+    """Delete the engine's topics (test sessions clean up their prefixed topics with this)."""
+    admin = AdminClient(_base_config())
+    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    doomed = [conf().topic(name) for name in ALL_TOPICS if conf().topic(name) in existing]
+    for future in admin.delete_topics(doomed).values() if doomed else ():
+        future.result(ADMIN_TIMEOUT_S)
+    return doomed

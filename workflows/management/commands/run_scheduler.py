@@ -1,0 +1,20 @@
+"""Run the scheduler: a Kafka consumer-group member applying workflow events, plus the outbox relay."""
+
+import logging
+
+from django.core.management.base import BaseCommand
+
+from workflows import kafka_io, outbox
+from workflows.conf import conf
+from workflows.consumer_loop import ConsumerLoop
+from workflows.scheduler import Scheduler
+
+
+class Command(BaseCommand):
+    help = "Run the DAG scheduler (consumes workflow.start and task.complete; relays the outbox)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        logging.getLogger(__name__).info("scheduler starting, group %s", conf().scheduler_group_id)
+        scheduler = Scheduler()
+        consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
+        ConsumerLoop(consumer, scheduler.handle_batch, idle=outbox.relay).run()

@@ -1,0 +1,124 @@
+"""The Redis mirror of execution state, for fast status reads; the database stays the truth.
+
+One hash per execution: field `execution` holds the summary, field `n:<node_id>` each node's
+detail, both as JSON. A missing hash is rebuilt from the database by the selectors.
+"""
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis import RedisError
+
+from workflows.models import Execution, NodeRun
+
+logger = logging.getLogger(__name__)
+MIRROR_TTL_S = 7 * 24 * 3600
+SUMMARY_FIELD = "execution"
+NODE_PREFIX = "n:"
+
+# Sets a node RUNNING only if the mirror exists and still shows that attempt as queued or running,
+# so a late or duplicated start never overwrites a finished node.
+_MARK_RUNNING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local node = cjson.decode(current)
+  if node.attempt ~= tonumber(ARGV[3]) or (node.status ~= 'QUEUED' and node.status ~= 'RUNNING') then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+@cache
+def client() -> redis.Redis:
+    """This process's Redis client (a connection pool; safe to share between threads)."""
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def key(execution_id: object) -> str:
+    return f"wf:exec:{execution_id}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def execution_summary(execution: Execution) -> dict[str, Any]:
+    """The execution fields a status read needs."""
+    return {
+        "name": execution.name,
+        "status": execution.status,
+        "total": execution.total_nodes,
+        "completed": execution.completed_nodes,
+        "failed": execution.failed_nodes,
+        "error": execution.error or None,
+        "created_at": _iso(execution.created_at),
+        "started_at": _iso(execution.started_at),
+        "finished_at": _iso(execution.finished_at),
+    }
+
+
+def node_detail(node: NodeRun) -> dict[str, Any]:
+    """One node's state as the status endpoint shows it."""
+    return {
+        "status": node.status,
+        "handler": node.handler,
+        "position": node.position,
+        "attempt": node.attempt,
+        "queued_at": _iso(node.queued_at),
+        "started_at": _iso(node.started_at),
+        "finished_at": _iso(node.finished_at),
+        "worker": node.worker or None,
+        "error": node.error or None,
+    }
+
+
+def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[NodeRun]) -> None:
+    """Queue the writes for one execution and the given nodes on a pipeline."""
+    mapping = {SUMMARY_FIELD: json.dumps(execution_summary(execution))}
+    mapping.update({NODE_PREFIX + node.node_id: json.dumps(node_detail(node)) for node in nodes})
+    pipe.hset(key(execution.pk), mapping=mapping)
+    pipe.expire(key(execution.pk), MIRROR_TTL_S)
+
+
+def publish(changes: Iterable[tuple[Execution, Iterable[NodeRun]]]) -> None:
+    """Write several executions' changes in one round trip."""
+    pipe = client().pipeline(transaction=False)
+    for execution, nodes in changes:
+        write(pipe, execution, nodes)
+    pipe.execute()
+
+
+def publish_quietly(execution: Execution, nodes: Iterable[NodeRun]) -> None:
+    """Publish one execution, tolerating a Redis outage: the mirror is rebuilt on the next read."""
+    try:
+        publish([(execution, nodes)])
+    except RedisError:
+        logger.warning("Redis unavailable; the mirror of execution %s will be rebuilt on read", execution.pk)
+
+
+def mark_running(execution_id: str, node_id: str, detail: dict[str, Any]) -> None:
+    """A worker's note that it started a node (the database learns it with the completion)."""
+    client().eval(
+        _MARK_RUNNING, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
+    )
+
+
+def read(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The mirrored summary and node details, or None when the mirror lacks this execution."""
+    raw = client().hgetall(key(execution_id))
+    summary = raw.pop(SUMMARY_FIELD.encode(), None)
+    if summary is None:
+        return None
+    nodes = {field.decode()[len(NODE_PREFIX) :]: json.loads(value) for field, value in raw.items()}
+    ordered = dict(sorted(nodes.items(), key=lambda item: item[1].get("position", 0)))
+    return json.loads(summary), ordered

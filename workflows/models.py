@@ -1,0 +1,147 @@
+"""Database models: the source of truth for definitions, executions and node runs."""
+
+import uuid
+
+from django.db import models
+
+
+class ExecutionStatus(models.TextChoices):
+    """Lifecycle of one execution."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class NodeStatus(models.TextChoices):
+    """Lifecycle of one node within an execution."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_EXECUTION_STATUSES = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+ACTIVE_NODE_STATUSES = frozenset({NodeStatus.QUEUED, NodeStatus.RUNNING})
+
+
+class WorkflowDefinition(models.Model):
+    """A validated, normalized workflow definition; executions share it by digest."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the normalized JSON.")
+    spec = models.JSONField(help_text="The normalized definition, as WorkflowSpec.to_json() gives it.")
+    node_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["name"], name="definition_name_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.node_count} nodes)"
+
+
+class Execution(models.Model):
+    """One run of a definition; its id is the execution_id clients see."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, verbose_name="execution id")
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT, related_name="executions")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    input = models.JSONField(default=dict, blank=True, help_text="Workflow input parameters.")
+    error = models.TextField(blank=True, default="")
+    total_nodes = models.PositiveIntegerField()
+    completed_nodes = models.PositiveIntegerField(default=0)
+    failed_nodes = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="execution_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="execution_status_idx"),
+            models.Index(fields=["name", "-created_at"], name="execution_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id} [{self.status}]"
+
+
+class NodeRun(models.Model):
+    """The state of one node of one execution: attempts, timings, output or error."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="nodes")
+    node_id = models.CharField(max_length=128)
+    handler = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.PENDING)
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="The current attempt, from 1; 0 before the first."
+    )
+    pending_deps = models.PositiveIntegerField(help_text="Dependencies not yet COMPLETED.")
+    position = models.PositiveIntegerField(help_text="Index in the definition's topological order.")
+    config = models.JSONField(
+        null=True, blank=True, help_text="The config as dispatched, templates resolved."
+    )
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "node_id"], name="noderun_unique_node"),
+        ]
+        indexes = [models.Index(fields=["status", "queued_at"], name="noderun_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} [{self.status}]"
+
+
+class ExecutionEvent(models.Model):
+    """One entry of an execution's history: every state change, in order."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32)
+    node_id = models.CharField(max_length=128, blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["execution", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.node_id}".strip()
+
+
+class OutboxMessage(models.Model):
+    """A Kafka message written in the same transaction as the change it announces.
+
+    The relay publishes and deletes it, so a message accepted while Kafka is down is not lost.
+    """
+
+    topic = models.CharField(max_length=200)
+    key = models.CharField(max_length=200)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.key}"

@@ -1,0 +1,105 @@
+"""Queries the API, the admin and the commands read through."""
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from redis import RedisError
+
+from workflows import mirror
+from workflows.errors import NotFound, WorkflowError
+from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeStatus
+
+
+def parse_execution_id(execution_id: object) -> uuid.UUID:
+    """A UUID, or NotFound: an id that is not a UUID names no execution."""
+    try:
+        return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
+    except ValueError:
+        raise NotFound(execution_id) from None
+
+
+def execution_get(execution_id: object) -> Execution:
+    try:
+        return Execution.objects.get(pk=parse_execution_id(execution_id))
+    except Execution.DoesNotExist:
+        raise NotFound(execution_id) from None
+
+
+def execution_locked(execution_id: object) -> Execution:
+    """The execution, locked for the current transaction."""
+    try:
+        return Execution.objects.select_for_update().get(pk=parse_execution_id(execution_id))
+    except Execution.DoesNotExist:
+        raise NotFound(execution_id) from None
+
+
+def execution_list(*, status: str | None = None, name: str | None = None) -> QuerySet[Execution]:
+    """Executions, newest first, optionally filtered by status and by name (case-insensitive part)."""
+    executions = Execution.objects.all()
+    if status:
+        executions = executions.filter(status=status.upper())
+    if name:
+        executions = executions.filter(name__icontains=name)
+    return executions.order_by("-created_at")
+
+
+def status_from_database(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read the state from the database and rebuild the mirror with it."""
+    execution = execution_get(execution_id)
+    nodes = list(NodeRun.objects.filter(execution=execution).order_by("position"))
+    mirror.publish_quietly(execution, nodes)
+    return mirror.execution_summary(execution), {node.node_id: mirror.node_detail(node) for node in nodes}
+
+
+def mirrored_status(execution_id: uuid.UUID) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The complete mirrored state, or None when the mirror is missing, partial or unreachable."""
+    try:
+        state = mirror.read(execution_id)
+    except RedisError:
+        return None
+    if state is None or len(state[1]) < state[0]["total"]:
+        return None
+    return state
+
+
+def execution_status(execution_id: object) -> dict[str, Any]:
+    """Status, progress and per-node detail: from the Redis mirror, else from the database."""
+    parsed = parse_execution_id(execution_id)
+    summary, nodes = mirrored_status(parsed) or status_from_database(parsed)
+    total, completed = summary["total"], summary["completed"]
+    return {
+        "execution_id": str(parsed),
+        "name": summary["name"],
+        "status": summary["status"],
+        "progress": {
+            "total": total,
+            "completed": completed,
+            "failed": summary["failed"],
+            "percentage": round(100.0 * completed / total, 1) if total else 0.0,
+        },
+        "node_states": {node_id: detail["status"] for node_id, detail in nodes.items()},
+        "nodes": nodes,
+        "error": summary["error"],
+        "created_at": summary["created_at"],
+        "started_at": summary["started_at"],
+        "finished_at": summary["finished_at"],
+    }
+
+
+def execution_results(execution_id: object) -> dict[str, Any]:
+    """Every completed node's output, once the execution has finished."""
+    execution = execution_get(execution_id)
+    if execution.status not in TERMINAL_EXECUTION_STATUSES:
+        raise WorkflowError(
+            "not_finished",
+            f"execution '{execution.pk}' is {execution.status}; results are available once it has finished",
+        )
+    outputs = NodeRun.objects.filter(execution=execution, status=NodeStatus.COMPLETED).order_by("position")
+    return {
+        "execution_id": str(execution.pk),
+        "name": execution.name,
+        "status": execution.status,
+        "results": dict(outputs.values_list("node_id", "output")),
+        "error": execution.error or None,
+    }
