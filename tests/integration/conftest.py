@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import Stack, start_stack
+from workflows.devstack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from typing import Any
 
 import requests
 
-from tests.integration.stack import Stack
+from workflows.devstack import Stack
 
 
 def node(node_id: str, handler: str, deps: list[str] | None = None, **config: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The real system for integration tests: API, scheduler and Celery worker processes on real
-Kafka, Redis and a database of their own (SQLite file, or PostgreSQL when TEST_DATABASE_URL is set).
+"""A private copy of the running system for integration tests and the benchmark.
 
-Each session gets its own topics, consumer group, Celery queue and Redis database contents, so it
-never sees another session's messages.
+API, scheduler and Celery worker processes on the real Kafka and Redis, with a database of their
+own (SQLite file, or PostgreSQL when TEST_DATABASE_URL is set). Each stack gets its own topics,
+consumer group and Celery queue, so it never sees another stack's messages.
 """
 
 import os
@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 PYTHON = sys.executable
 TEST_REDIS_DB = 15
@@ -182,8 +182,8 @@ class Stack:
         return wait_until(finished, deadline_s, f"execution {execution_id} to finish")
 
 
-def start_stack() -> Stack:
-    """Migrate a fresh database, create this session's topics, start API, scheduler and worker."""
+def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+    """Migrate a fresh database, create this stack's topics, start API, scheduler and worker."""
     tag = uuid.uuid4().hex[:10]
     workdir = ARTIFACTS / "stack" / tag
     workdir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +197,7 @@ def start_stack() -> Stack:
         "CELERY_QUEUE": f"test-{tag}",
         "WORKFLOW_MOCK_LATENCY": "0",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     stack = Stack(workdir=workdir, env=env, port=free_port())
     stack.cleanups.append(drop_database)
