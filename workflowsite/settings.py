@@ -30,8 +30,8 @@ DEBUG = env_bool("DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,[::1],testserver")
 
 if PRODUCTION:
-    if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs SECRET_KEY set to a real secret")
+    if len(SECRET_KEY) < 32 or "change-me" in SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs SECRET_KEY set to a real secret (32+ chars)")
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_ENV=production refuses DEBUG=true")
     if not ALLOWED_HOSTS:
@@ -115,6 +115,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True  # serve app static files without a collectstatic step in development
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [
@@ -164,4 +165,3 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
-WHITENOISE_USE_FINDERS = True
