@@ -15,6 +15,7 @@ class EngineConf:
     kafka_partitions: int
     scheduler_group_id: str
     mock_latency_seconds: tuple[float, float]
+    node_timeout_seconds: float
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -40,4 +41,5 @@ def conf() -> EngineConf:
         kafka_partitions=int(raw["KAFKA_PARTITIONS"]),
         scheduler_group_id=raw["SCHEDULER_GROUP_ID"],
         mock_latency_seconds=parse_latency(raw["MOCK_LATENCY_SECONDS"]),
+        node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
     )

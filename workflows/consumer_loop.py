@@ -10,14 +10,16 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from django.db import DatabaseError, close_old_connections
+from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 POLL_TIMEOUT_S = 0.05
 RETRY_BACKOFF_S = 0.2
+RETRYABLE = (DatabaseError, KafkaException, RedisError)
 MAX_RETRY_BACKOFF_S = 5.0
 
 
@@ -63,20 +65,24 @@ class ConsumerLoop:
             self.guarded(self.idle)
 
     def process(self, messages: Sequence[Message]) -> None:
-        """Handle a batch until it succeeds: a database error is retried, never skipped."""
+        """Handle a batch until it succeeds: an outage is retried, a batch never skipped.
+
+        Retrying the whole batch is safe: the handler applies events idempotently and keeps
+        its own post-commit effects from failing the batch.
+        """
         backoff = RETRY_BACKOFF_S
         while not self.guarded(lambda: self.handle_batch(messages)):
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
 
     def guarded(self, work: Callable[[], None]) -> bool:
-        """Run work with a healthy database connection; report whether it succeeded."""
+        """Run work with a healthy database connection; report whether an outage stopped it."""
         close_old_connections()
         try:
             work()
             return True
-        except DatabaseError:
-            logger.exception("database error; will retry")
+        except RETRYABLE as exc:
+            logger.warning("%s: %s; will retry", type(exc).__name__, exc)
             return False
 
     @staticmethod

@@ -11,6 +11,11 @@ ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE)
 RUN_NODE_TASK = "workers.run_node"
 
 
+def task_id(execution_id: str, node_id: str, attempt: int) -> str:
+    """The Celery task id of one node attempt, so cancel can revoke exactly that attempt."""
+    return f"{execution_id}:{node_id}:{attempt}"
+
+
 @dataclass(frozen=True)
 class TaskComplete:
     """A worker's report that one attempt of one node finished, well or badly."""

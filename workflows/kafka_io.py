@@ -2,9 +2,10 @@
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workflows.conf import conf
@@ -40,11 +41,26 @@ def producer() -> Producer:
         return _producer
 
 
-def flush(timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
-    """Wait until every produced message is acknowledged; raise if some are still in flight."""
-    remaining = producer().flush(timeout_s)
-    if remaining:
-        raise KafkaException(f"{remaining} Kafka message(s) not delivered within {timeout_s}s")
+def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
+    """Send (logical topic, key, value) messages and wait until Kafka acknowledged every one.
+
+    One flush per call, so a batch costs one round of acknowledgements; raises KafkaException
+    when a message was refused or is still unacknowledged at the deadline.
+    """
+    failures: list[str] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(f"{message.topic()}: {error}")
+
+    client = producer()
+    for topic, key, value in messages:
+        client.produce(conf().topic(topic), key=key, value=value, on_delivery=delivered)
+    remaining = client.flush(timeout_s)
+    if remaining or failures:
+        raise KafkaException(
+            f"Kafka did not acknowledge {remaining or len(failures)} message(s): {'; '.join(failures[:3])}"
+        )
 
 
 def consumer(group_id: str, topics: list[str]) -> Consumer:

@@ -22,16 +22,17 @@ MIRROR_TTL_S = 7 * 24 * 3600
 SUMMARY_FIELD = "execution"
 NODE_PREFIX = "n:"
 
-# Sets a node RUNNING only if the mirror exists and still shows that attempt as queued or running,
-# so a late or duplicated start never overwrites a finished node.
-_MARK_RUNNING = """
+# Marks a node RUNNING for a worker's claim. Returns 1 when claimed, 0 when the mirror is missing
+# (the worker runs the node anyway), -1 when the node must not run: a duplicate delivery of an
+# attempt already running, a superseded attempt, or a node cancelled or finished meanwhile.
+_CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+local attempt = tonumber(ARGV[3])
 if current then
   local node = cjson.decode(current)
-  if node.attempt ~= tonumber(ARGV[3]) or (node.status ~= 'QUEUED' and node.status ~= 'RUNNING') then
-    return 0
-  end
+  if node.attempt > attempt then return -1 end
+  if node.attempt == attempt and node.status ~= 'QUEUED' then return -1 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
@@ -106,11 +107,15 @@ def publish_quietly(execution: Execution, nodes: Iterable[NodeRun]) -> None:
         logger.warning("Redis unavailable; the mirror of execution %s will be rebuilt on read", execution.pk)
 
 
-def mark_running(execution_id: str, node_id: str, detail: dict[str, Any]) -> None:
-    """A worker's note that it started a node (the database learns it with the completion)."""
-    client().eval(
-        _MARK_RUNNING, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
+def mark_running(execution_id: str, node_id: str, detail: dict[str, Any]) -> bool:
+    """A worker's claim of a node attempt; False means the worker must not run it.
+
+    The database learns the start time with the completion; the mirror shows RUNNING at once.
+    """
+    verdict = client().eval(
+        _CLAIM, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
     )
+    return int(verdict) >= 0
 
 
 def read(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:

@@ -31,6 +31,8 @@ TERMINAL_EXECUTION_STATUSES = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
 ACTIVE_NODE_STATUSES = frozenset({NodeStatus.QUEUED, NodeStatus.RUNNING})
+RETRYABLE_EXECUTION_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+RESETTABLE_NODE_STATUSES = frozenset({NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
 
 
 class WorkflowDefinition(models.Model):
@@ -90,6 +92,12 @@ class NodeRun(models.Model):
     attempt = models.PositiveIntegerField(
         default=0, help_text="The current attempt, from 1; 0 before the first."
     )
+    budget_base = models.PositiveIntegerField(
+        default=0, help_text="The attempt number the retry budget counts from (moved by retry-from-failure)."
+    )
+    lost_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts whose lease expired without a report (a worker or Redis was lost)."
+    )
     pending_deps = models.PositiveIntegerField(help_text="Dependencies not yet COMPLETED.")
     position = models.PositiveIntegerField(help_text="Index in the definition's topological order.")
     config = models.JSONField(
@@ -101,13 +109,19 @@ class NodeRun(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a queued or running attempt counts as lost."
+    )
 
     class Meta:
         ordering = ["execution", "position"]
         constraints = [
             models.UniqueConstraint(fields=["execution", "node_id"], name="noderun_unique_node"),
         ]
-        indexes = [models.Index(fields=["status", "queued_at"], name="noderun_status_idx")]
+        indexes = [
+            models.Index(fields=["execution", "status", "pending_deps"], name="noderun_ready_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="noderun_lease_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.node_id} [{self.status}]"

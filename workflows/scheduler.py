@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from redis import RedisError
 
 from workers.handlers import handler_names
-from workflows import kafka_io, mirror
+from workflows import kafka_io, mirror, outbox
 from workflows.conf import conf
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.events import (
@@ -33,6 +34,7 @@ from workflows.events import (
     TaskComplete,
     decode,
     encode,
+    task_id,
 )
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
@@ -43,12 +45,16 @@ from workflows.models import (
     NodeStatus,
     WorkflowDefinition,
 )
-from workflows.scheduling import ready_children, retry_delay, root_nodes
+from workflows.scheduling import ready_children, retry_delay
 from workflows.templates import TemplateResolutionError, resolve
 from workflowsite.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 SPEC_CACHE_SIZE = 256
+LEASE_GRACE_S = 5.0
+MAX_LOST_ATTEMPTS = 5
+RECONCILE_BATCH_SIZE = 500
+RECONCILE_INTERVAL_S = 1.0
 SEND_RETRY_BACKOFF_S = 0.2
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
@@ -114,17 +120,42 @@ class Scheduler:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
+        self.next_reconcile_at = 0.0
+
+    def idle(self) -> None:
+        """Between batches: relay the outbox; now and then, look for lost attempts."""
+        outbox.relay()
+        if time.monotonic() >= self.next_reconcile_at:
+            self.next_reconcile_at = time.monotonic() + RECONCILE_INTERVAL_S
+            self.reconcile()
 
     def handle_batch(self, messages: Iterable[Message]) -> None:
         """Apply a batch in one transaction, then send what it dispatched."""
+        self.run(lambda batch: [self.apply(message, batch) for message in messages])
+
+    def reconcile(self) -> None:
+        """Give lost attempts a new one: nodes whose lease expired without a report.
+
+        A lease covers the node's timeout plus a grace period, so it expires only when the
+        worker died or Redis lost the queued task; such an attempt does not use up the retry
+        budget (the worker itself reports timeouts as failures).
+        """
+        expired = list(
+            NodeRun.objects.filter(
+                status__in=ACTIVE_NODE_STATUSES, lease_expires_at__lt=timezone.now()
+            ).values_list("execution_id", "node_id", "attempt")[:RECONCILE_BATCH_SIZE]
+        )
+        if expired:
+            self.run(lambda batch: [self.lease_expired(str(e), n, a, batch) for e, n, a in expired])
+
+    def run(self, apply: Callable[[Batch], object]) -> None:
         batch = Batch()
         with transaction.atomic():
-            for message in messages:
-                self.apply(message, batch)
+            apply(batch)
             for execution in batch.executions.values():
                 execution.save()
             ExecutionEvent.objects.bulk_create(batch.history)
-        retry_until_done(lambda: self.send(batch))
+        self.send(batch)
 
     def apply(self, message: Message, batch: Batch) -> None:
         """Apply one message; a malformed one is logged and skipped, never retried forever."""
@@ -144,14 +175,16 @@ class Scheduler:
             )
 
     def start(self, execution_id: str, batch: Batch) -> None:
+        """Dispatch every node that is ready: on the first start the roots, on a resume the
+        nodes retry-from-failure reset. Idempotent: dispatched nodes are no longer PENDING."""
         execution = batch.execution(execution_id)
-        if execution is None or execution.status != ExecutionStatus.RUNNING or execution.started_at:
-            return  # unknown, cancelled, or a duplicate start
-        execution.started_at = timezone.now()
-        batch.record(execution, "started")
+        if execution is None or execution.status != ExecutionStatus.RUNNING:
+            return  # unknown, cancelled or finished
+        if execution.started_at is None:
+            execution.started_at = timezone.now()
+            batch.record(execution, "started")
         spec = load_spec(str(execution.definition_id))
-        roots = NodeRun.objects.filter(execution=execution, node_id__in=root_nodes(spec))
-        for node in roots:
+        for node in NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING, pending_deps=0):
             self.dispatch(execution, node, spec, batch)
 
     def complete(self, report: TaskComplete, batch: Batch) -> None:
@@ -164,11 +197,25 @@ class Scheduler:
         node.started_at = parse_datetime(report.started_at or "") or node.started_at
         node.finished_at = parse_datetime(report.finished_at or "") or timezone.now()
         node.worker = report.worker
+        node.lease_expires_at = None
         spec = load_spec(str(execution.definition_id))
         if report.status == NodeStatus.COMPLETED:
             self.node_completed(execution, node, report.output, spec, batch)
         else:
             self.node_failed(execution, node, report.error or "unknown error", spec, batch)
+
+    def lease_expired(self, execution_id: str, node_id: str, attempt: int, batch: Batch) -> None:
+        execution = batch.execution(execution_id)
+        node = NodeRun.objects.filter(execution_id=execution_id, node_id=node_id, attempt=attempt).first()
+        if execution is None or node is None or node.status not in ACTIVE_NODE_STATUSES:
+            return  # reported meanwhile
+        error = f"attempt {attempt} lost: no report before its lease expired"
+        if execution.status != ExecutionStatus.RUNNING or node.lost_attempts >= MAX_LOST_ATTEMPTS:
+            self.give_up(execution, node, error, batch)
+            return
+        node.lost_attempts += 1
+        batch.record(execution, "node_lost", node.node_id, attempt=attempt)
+        self.dispatch(execution, node, load_spec(str(execution.definition_id)), batch)
 
     def node_completed(
         self, execution: Execution, node: NodeRun, output: Any, spec: WorkflowSpec, batch: Batch
@@ -201,7 +248,8 @@ class Scheduler:
         self, execution: Execution, node: NodeRun, error: str, spec: WorkflowSpec, batch: Batch
     ) -> None:
         node.error = error
-        delay = retry_delay(spec.node(node.node_id).retry, node.attempt, self.rng)
+        counted = node.attempt - node.budget_base - node.lost_attempts
+        delay = retry_delay(spec.node(node.node_id).retry, counted, self.rng)
         if delay is not None and execution.status == ExecutionStatus.RUNNING:
             batch.record(
                 execution,
@@ -217,7 +265,7 @@ class Scheduler:
 
     def give_up(self, execution: Execution, node: NodeRun, error: str, batch: Batch) -> None:
         """The node failed for good: so does the execution, if it was still running."""
-        node.status, node.error = NodeStatus.FAILED, error
+        node.status, node.error, node.lease_expires_at = NodeStatus.FAILED, error, None
         node.save()
         batch.node_changed(node)
         batch.record(execution, "node_failed", node.node_id, attempt=node.attempt, error=error)
@@ -241,26 +289,24 @@ class Scheduler:
         except TemplateResolutionError as exc:
             self.give_up(execution, node, str(exc), batch)
             return
+        timeout_s = node_spec.timeout_seconds or conf().node_timeout_seconds
         node.status = NodeStatus.QUEUED
+        node.lease_expires_at = node.queued_at + timedelta(seconds=countdown_s + timeout_s + LEASE_GRACE_S)
         node.save()
         batch.node_changed(node)
         batch.record(execution, "node_queued", node.node_id, attempt=node.attempt)
-        batch.dispatches.append(
-            Dispatch(
-                payload={
-                    "execution_id": str(execution.pk),
-                    "node_id": node.node_id,
-                    "position": node.position,
-                    "attempt": node.attempt,
-                    "handler": node.handler,
-                    "config": node.config,
-                    "upstream": {dep: outputs.get(dep) for dep in node_spec.dependencies},
-                    "input": execution.input,
-                    "timeout_seconds": node_spec.timeout_seconds,
-                },
-                countdown_s=countdown_s,
-            )
-        )
+        payload = {
+            "execution_id": str(execution.pk),
+            "node_id": node.node_id,
+            "position": node.position,
+            "attempt": node.attempt,
+            "handler": node.handler,
+            "config": node.config,
+            "upstream": {dep: outputs.get(dep) for dep in node_spec.dependencies},
+            "input": execution.input,
+            "timeout_seconds": timeout_s,
+        }
+        batch.dispatches.append(Dispatch(payload=payload, countdown_s=countdown_s))
 
     def finish(self, execution: Execution, status: str, error: str, batch: Batch) -> None:
         """End the execution; nodes that can no longer run become SKIPPED."""
@@ -274,20 +320,35 @@ class Scheduler:
                 batch.node_changed(node)
 
     def send(self, batch: Batch) -> None:
-        """After commit: mirror the new state, enqueue the tasks, announce the dispatches."""
-        mirror.publish(
-            (execution, batch.changed_nodes[key].values()) for key, execution in batch.executions.items()
-        )
-        producer = kafka_io.producer()
-        dispatch_topic = conf().topic(TASK_DISPATCH)
-        for dispatch in batch.dispatches:
-            celery_app.send_task(
-                RUN_NODE_TASK, args=[dispatch.payload], countdown=dispatch.countdown_s or None
+        """After commit: mirror the new state, enqueue the tasks, announce the dispatches.
+
+        Each effect is retried on its own until it succeeds, so a Redis or Kafka outage delays
+        a batch but never repeats an effect that already happened. A crash here is covered by
+        the leases: the reconciler dispatches again what was never enqueued.
+        """
+        retry_until_done(
+            lambda: mirror.publish(
+                (execution, batch.changed_nodes[key].values()) for key, execution in batch.executions.items()
             )
-            announcement = {
-                key: dispatch.payload[key]
-                for key in ("execution_id", "node_id", "attempt", "handler", "config")
-            }
-            producer.produce(dispatch_topic, key=dispatch.payload["execution_id"], value=encode(announcement))
+        )
+        for dispatch in batch.dispatches:
+            retry_until_done(lambda dispatch=dispatch: enqueue(dispatch))
         if batch.dispatches:
-            kafka_io.flush()
+            announcements = [
+                (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
+                for d in batch.dispatches
+            ]
+            retry_until_done(lambda: kafka_io.publish(announcements))
+
+
+ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
+
+
+def enqueue(dispatch: Dispatch) -> None:
+    payload = dispatch.payload
+    celery_app.send_task(
+        RUN_NODE_TASK,
+        args=[payload],
+        task_id=task_id(payload["execution_id"], payload["node_id"], payload["attempt"]),
+        countdown=dispatch.countdown_s or None,
+    )

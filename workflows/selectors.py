@@ -8,7 +8,7 @@ from redis import RedisError
 
 from workflows import mirror
 from workflows.errors import NotFound, WorkflowError
-from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeStatus
+from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionEvent, NodeRun, NodeStatus
 
 
 def parse_execution_id(execution_id: object) -> uuid.UUID:
@@ -103,3 +103,8 @@ def execution_results(execution_id: object) -> dict[str, Any]:
         "results": dict(outputs.values_list("node_id", "output")),
         "error": execution.error or None,
     }
+
+
+def execution_events(execution_id: object) -> QuerySet[ExecutionEvent]:
+    """The execution's history, oldest first."""
+    return ExecutionEvent.objects.filter(execution=execution_get(execution_id)).order_by("id")

@@ -11,11 +11,24 @@ from workers.handlers import handler_names
 from workflows import mirror, outbox
 from workflows.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.errors import WorkflowError
-from workflows.events import WORKFLOW_START
-from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun, WorkflowDefinition
+from workflows.events import WORKFLOW_START, task_id
+from workflows.models import (
+    ACTIVE_NODE_STATUSES,
+    RESETTABLE_NODE_STATUSES,
+    RETRYABLE_EXECUTION_STATUSES,
+    TERMINAL_EXECUTION_STATUSES,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    NodeRun,
+    NodeStatus,
+    WorkflowDefinition,
+)
 from workflows.selectors import execution_locked
+from workflowsite.celery import app as celery_app
 
 NODE_INSERT_BATCH = 2000
+CANCELLABLE_NODE_STATUSES = ACTIVE_NODE_STATUSES | {NodeStatus.PENDING}
 
 
 def workflow_validate(*, data: object) -> WorkflowSpec:
@@ -86,4 +99,74 @@ def execution_trigger(*, execution_id: object) -> Execution:
     ExecutionEvent.objects.create(execution=execution, kind="triggered")
     outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
     transaction.on_commit(lambda: mirror.publish_quietly(execution, []))
+    return execution
+
+
+@transaction.atomic
+def execution_cancel(*, execution_id: object) -> Execution:
+    """Cancel a pending or running execution: no node starts any more, queued tasks are revoked,
+    and late results of running ones are ignored."""
+    execution = execution_locked(execution_id)
+    if execution.status in TERMINAL_EXECUTION_STATUSES:
+        raise WorkflowError(
+            "already_finished",
+            f"execution '{execution.pk}' has already finished; its status is {execution.status}",
+            status=409,
+        )
+    now = timezone.now()
+    execution.status, execution.error, execution.finished_at = ExecutionStatus.CANCELLED, "cancelled", now
+    execution.save(update_fields=["status", "error", "finished_at"])
+    open_nodes = list(execution.nodes.filter(status__in=CANCELLABLE_NODE_STATUSES))
+    execution.nodes.filter(pk__in=[node.pk for node in open_nodes]).update(
+        status=NodeStatus.CANCELLED, lease_expires_at=None
+    )
+    for node in open_nodes:
+        node.status = NodeStatus.CANCELLED
+    ExecutionEvent.objects.create(execution=execution, kind="cancelled", detail={"nodes": len(open_nodes)})
+    revoked = [task_id(str(execution.pk), node.node_id, node.attempt) for node in open_nodes if node.attempt]
+    transaction.on_commit(lambda: mirror.publish_quietly(execution, open_nodes))
+    if revoked:
+        transaction.on_commit(lambda: celery_app.control.revoke(revoked))
+    return execution
+
+
+@transaction.atomic
+def execution_retry(*, execution_id: object) -> Execution:
+    """Run a FAILED or CANCELLED execution again from where it stopped.
+
+    Completed nodes keep their outputs and do not run again; failed, skipped and cancelled
+    nodes start over with a fresh retry budget.
+    """
+    execution = execution_locked(execution_id)
+    if execution.status not in RETRYABLE_EXECUTION_STATUSES:
+        raise WorkflowError(
+            "not_retryable",
+            f"execution '{execution.pk}' is {execution.status}; "
+            "only FAILED or CANCELLED executions can be retried",
+            status=409,
+        )
+    spec = parse_workflow(execution.definition.spec, handlers=handler_names())
+    statuses = dict(execution.nodes.values_list("node_id", "status"))
+    reset = list(execution.nodes.filter(status__in=RESETTABLE_NODE_STATUSES))
+    for node in reset:
+        node.status, node.error, node.budget_base, node.lost_attempts = (
+            NodeStatus.PENDING,
+            "",
+            node.attempt,
+            0,
+        )
+        node.pending_deps = sum(
+            statuses[dep] != NodeStatus.COMPLETED for dep in spec.node(node.node_id).dependencies
+        )
+    NodeRun.objects.bulk_update(
+        reset,
+        ["status", "error", "budget_base", "lost_attempts", "pending_deps"],
+        batch_size=NODE_INSERT_BATCH,
+    )
+    execution.status, execution.error, execution.finished_at = ExecutionStatus.RUNNING, "", None
+    execution.failed_nodes = 0
+    execution.save(update_fields=["status", "error", "finished_at", "failed_nodes"])
+    ExecutionEvent.objects.create(execution=execution, kind="retried", detail={"nodes": len(reset)})
+    outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
+    transaction.on_commit(lambda: mirror.publish_quietly(execution, reset))
     return execution

@@ -6,7 +6,7 @@ problem; the submit serializer describes the body for the form and the schema.
 
 from rest_framework import serializers
 
-from workflows.models import Execution
+from workflows.models import Execution, ExecutionEvent
 
 
 class WorkflowSubmitSerializer(serializers.Serializer):
@@ -89,3 +89,11 @@ class ExecutionListSerializer(serializers.ModelSerializer):
             "completed": execution.completed_nodes,
             "failed": execution.failed_nodes,
         }
+
+
+class EventSerializer(serializers.ModelSerializer):
+    """One entry of an execution's history."""
+
+    class Meta:
+        model = ExecutionEvent
+        fields = ["at", "kind", "node_id", "detail"]

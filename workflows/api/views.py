@@ -68,6 +68,50 @@ class WorkflowTriggerView(APIView):
         )
 
 
+class WorkflowCancelView(APIView):
+    """Cancel a pending or running execution (409 once it has finished)."""
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.TriggerResponseSerializer, 409: serializers.ErrorSerializer, **ERRORS},
+    )
+    def post(self, request: Request, execution_id: str) -> Response:
+        execution = services.execution_cancel(execution_id=execution_id)
+        return Response(
+            {
+                "status": "cancelled",
+                "execution_id": str(execution.pk),
+                "message": "Workflow execution cancelled",
+            }
+        )
+
+
+class WorkflowRetryView(APIView):
+    """Run a FAILED or CANCELLED execution again from its failed nodes; completed nodes keep their outputs."""
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.TriggerResponseSerializer, 409: serializers.ErrorSerializer, **ERRORS},
+    )
+    def post(self, request: Request, execution_id: str) -> Response:
+        execution = services.execution_retry(execution_id=execution_id)
+        return Response(
+            {
+                "status": "retrying",
+                "execution_id": str(execution.pk),
+                "message": "Failed nodes will run again",
+            }
+        )
+
+
+class WorkflowEventsView(APIView):
+    """The execution's history: every state change, oldest first."""
+
+    @extend_schema(responses={200: serializers.EventSerializer(many=True), **ERRORS})
+    def get(self, request: Request, execution_id: str) -> Response:
+        return Response(serializers.EventSerializer(selectors.execution_events(execution_id), many=True).data)
+
+
 class WorkflowStatusView(APIView):
     """Status, progress and per-node state of an execution."""
 

@@ -4,7 +4,7 @@ import logging
 
 from django.core.management.base import BaseCommand
 
-from workflows import kafka_io, outbox
+from workflows import kafka_io
 from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
 from workflows.scheduler import Scheduler
@@ -17,4 +17,4 @@ class Command(BaseCommand):
         logging.getLogger(__name__).info("scheduler starting, group %s", conf().scheduler_group_id)
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
-        ConsumerLoop(consumer, scheduler.handle_batch, idle=outbox.relay).run()
+        ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle).run()
