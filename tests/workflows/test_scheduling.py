@@ -1,0 +1,83 @@
+"""The pure scheduling decisions: readiness by counters, and the retry decision."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workflows.dag import WorkflowSpec, parse_workflow
+from workflows.retry import RetryPolicy
+from workflows.scheduling import ready_children, retry_delay, root_nodes
+
+HANDLERS = {"input": "input", "llm": "llm", "output": "output"}
+
+
+@st.composite
+def random_dags(draw: st.DrawFn) -> WorkflowSpec:
+    """Random DAGs: edges only go from a lower to a higher index, then the nodes are shuffled."""
+    size = draw(st.integers(min_value=1, max_value=30))
+    nodes = []
+    for index in range(size):
+        parents = draw(st.sets(st.integers(min_value=0, max_value=index - 1), max_size=4)) if index else set()
+        nodes.append(
+            {"id": f"n{index}", "handler": "llm", "dependencies": [f"n{p}" for p in sorted(parents)]}
+        )
+    order = draw(st.permutations(nodes))
+    return parse_workflow({"name": "random", "dag": {"nodes": list(order)}}, handlers=HANDLERS)
+
+
+def simulate(spec: WorkflowSpec, rng: random.Random) -> list[str]:
+    """Run the spec as the scheduler does: counters of unfinished dependencies, nodes finishing
+    in a random order among those running; return the order in which nodes were dispatched."""
+    unfinished = {node.id: len(node.dependencies) for node in spec.nodes}
+    running = list(root_nodes(spec))
+    dispatched = list(running)
+    while running:
+        finished = running.pop(rng.randrange(len(running)))
+        children = spec.children[finished]
+        for child in children:
+            unfinished[child] -= 1
+        ready = ready_children(children, unfinished)
+        running.extend(ready)
+        dispatched.extend(ready)
+    return dispatched
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=random_dags(), seed=st.integers())
+def test_every_node_runs_once_after_all_its_dependencies(spec: WorkflowSpec, seed: int) -> None:
+    dispatched = simulate(spec, random.Random(seed))
+    assert sorted(dispatched) == sorted(node.id for node in spec.nodes)
+    position = {node_id: index for index, node_id in enumerate(dispatched)}
+    for node in spec.nodes:
+        for dependency in node.dependencies:
+            assert position[dependency] < position[node.id], f"{node.id} dispatched before {dependency}"
+
+
+def test_fan_in_node_is_ready_only_after_its_last_parent() -> None:
+    spec = parse_workflow(
+        {
+            "name": "diamond",
+            "dag": {
+                "nodes": [
+                    {"id": "A", "handler": "input"},
+                    {"id": "B", "handler": "llm", "dependencies": ["A"]},
+                    {"id": "C", "handler": "llm", "dependencies": ["A"]},
+                    {"id": "D", "handler": "output", "dependencies": ["B", "C"]},
+                ]
+            },
+        },
+        handlers=HANDLERS,
+    )
+    assert root_nodes(spec) == ["A"]
+    assert ready_children(spec.children["B"], {"D": 1}) == []
+    assert ready_children(spec.children["C"], {"D": 0}) == ["D"]
+
+
+def test_retry_delay_until_attempts_are_used_up() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=1.0, backoff_multiplier=2.0, jitter=False)
+    rng = random.Random(1)
+    assert retry_delay(policy, 1, rng) == 1.0
+    assert retry_delay(policy, 2, rng) == 2.0
+    assert retry_delay(policy, 3, rng) is None
+    assert retry_delay(None, 1, rng) is None
