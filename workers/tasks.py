@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import worker_process_init, worker_ready
 from confluent_kafka import KafkaException
 from django.utils import timezone
 
@@ -15,6 +16,13 @@ from workflows.events import RUN_NODE_TASK, TASK_COMPLETE, TaskComplete, encode
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def connect_producer(**kwargs: object) -> None:
+    """Connect to Kafka before the first task, so the first report does not pay for it."""
+    kafka_io.warm_up()
 
 
 @shared_task(name=RUN_NODE_TASK, bind=True)

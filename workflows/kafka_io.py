@@ -1,5 +1,6 @@
 """Kafka clients tuned for loopback latency, one producer per process, and topic creation."""
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -11,8 +12,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from workflows.conf import conf
 from workflows.events import ALL_TOPICS
 
+logger = logging.getLogger(__name__)
 PRODUCER_FLUSH_TIMEOUT_S = 10.0
 ADMIN_TIMEOUT_S = 10.0
+WARM_UP_TIMEOUT_S = 5.0
 
 _producer: Producer | None = None
 _producer_pid: int | None = None
@@ -39,6 +42,14 @@ def producer() -> Producer:
             )
             _producer_pid = os.getpid()
         return _producer
+
+
+def warm_up() -> None:
+    """Open the producer's connections now; a broker that is down is only logged, not fatal."""
+    try:
+        producer().list_topics(timeout=WARM_UP_TIMEOUT_S)
+    except KafkaException as exc:
+        logger.warning("Kafka not reachable yet (%s); the producer will keep trying", exc)
 
 
 def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:

@@ -15,6 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         logging.getLogger(__name__).info("scheduler starting, group %s", conf().scheduler_group_id)
+        kafka_io.warm_up()
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
         ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle).run()
