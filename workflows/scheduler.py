@@ -20,10 +20,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
 from workers.handlers import handler_names
-from workflows import kafka_io, mirror, outbox
+from workflows import kafka_io, metrics, mirror, outbox
 from workflows.conf import conf
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.events import (
@@ -60,13 +61,16 @@ MAX_SEND_RETRY_BACKOFF_S = 5.0
 
 
 def retry_until_done(work: Callable[[], None]) -> None:
-    """Retry effects that must happen once the database has committed (Redis, Kafka down)."""
+    """Retry effects that must happen once the database has committed (Redis, Kafka down).
+
+    Celery reports an unreachable broker as kombu's OperationalError, not as a RedisError.
+    """
     backoff = SEND_RETRY_BACKOFF_S
     while True:
         try:
             work()
             return
-        except (RedisError, KafkaException) as exc:
+        except (RedisError, KafkaException, BrokerError) as exc:
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
@@ -283,7 +287,7 @@ class Scheduler:
             NodeRun.objects.filter(execution=execution, node_id__in=needed).values_list("node_id", "output")
         )
         node.attempt += 1
-        node.queued_at = timezone.now()
+        node.queued_at, node.started_at, node.finished_at = timezone.now(), None, None
         try:
             node.config = resolve(node_spec.config, outputs)
         except TemplateResolutionError as exc:
@@ -330,6 +334,9 @@ class Scheduler:
             lambda: mirror.publish(
                 (execution, batch.changed_nodes[key].values()) for key, execution in batch.executions.items()
             )
+        )
+        metrics.record_node_outcomes(
+            node for nodes in batch.changed_nodes.values() for node in nodes.values()
         )
         for dispatch in batch.dispatches:
             retry_until_done(lambda dispatch=dispatch: enqueue(dispatch))

@@ -1,6 +1,7 @@
 """Settings from the environment, with development defaults (SQLite, Redis and Kafka on 127.0.0.1).
 
-Production (`DJANGO_ENV=production`) fails closed: no default secret, DEBUG off, hosts required.
+Production (`DJANGO_ENV=production`) fails closed: no default secret, DEBUG off, hosts required,
+and an API token for writes unless anonymous writes are allowed explicitly.
 """
 
 import os
@@ -37,6 +38,17 @@ if PRODUCTION:
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ENV=production needs ALLOWED_HOSTS")
 
+# API writes (POST, PUT, PATCH, DELETE) need this token (`Authorization: Bearer <token>`) or a staff
+# session; unset means open writes, which production refuses unless explicitly allowed.
+WORKFLOWS_API_TOKEN = os.environ.get("WORKFLOWS_API_TOKEN", "").strip()
+WORKFLOWS_ALLOW_ANONYMOUS_WRITES = env_bool("WORKFLOWS_ALLOW_ANONYMOUS_WRITES", False)
+if PRODUCTION and not WORKFLOWS_API_TOKEN and not WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs WORKFLOWS_API_TOKEN, or WORKFLOWS_ALLOW_ANONYMOUS_WRITES=true"
+    )
+# Larger request bodies get 413 (workflows/api/middleware.py); a 100,000-node chain is about 9 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("WORKFLOW_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -46,11 +58,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "workflows",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "workflows.api.middleware.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +124,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+DATETIME_FORMAT = "Y-m-d H:i:s"
+SHORT_DATETIME_FORMAT = "Y-m-d H:i:s"
 USE_I18N = True
 USE_TZ = True
 
@@ -124,6 +140,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "workflows.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "workflows.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "workflows.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.WritesNeedToken"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -133,6 +159,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Workflow Orchestration Engine API",
     "DESCRIPTION": "Submit DAG workflows, trigger them, follow their progress and fetch results.",
     "VERSION": "0.1.0",
+    # Swagger UI and ReDoc from the installed sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Routes accept an optional trailing slash; the schema shows the paths clients use.
+    "PREPROCESSING_HOOKS": ["workflows.api.views.drop_optional_trailing_slash"],
 }
 
 # Celery: the broker is Redis; tasks are acknowledged after they ran so a killed worker's task

@@ -1,33 +1,170 @@
 """Serializers: the shapes of requests and responses, for the browsable API and the OpenAPI schema.
 
 Workflow definitions are validated by workflows/dag.py, which names the node and field of every
-problem; the submit serializer describes the body for the form and the schema.
+problem; the submit serializer describes the body for the schema and decodes the browsable API's
+HTML form, and the node serializers below exist only to document a node's fields.
+
+Only execution statuses are enums in the schema: drf-spectacular names enums after their field,
+and several differently valued `status` fields would otherwise collide. The other statuses list
+their values in their help text.
 """
 
-from rest_framework import serializers
+from typing import Any
 
-from workflows.models import Execution, ExecutionEvent
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from workers.handlers import handler_names
+from workflows.api import examples
+from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
+from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
+from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
+
+DEFAULT_RETRY = RetryPolicy()
+RETRY_SCHEMA = {
+    "description": "How often to attempt the node: a number of attempts, or a policy.",
+    "oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_ATTEMPTS,
+                    "default": DEFAULT_RETRY.max_attempts,
+                },
+                "backoff_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": MAX_BACKOFF_S,
+                    "default": DEFAULT_RETRY.backoff_seconds,
+                },
+                "backoff_multiplier": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": MAX_BACKOFF_MULTIPLIER,
+                    "default": DEFAULT_RETRY.backoff_multiplier,
+                },
+                "max_backoff_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": MAX_BACKOFF_S,
+                    "default": DEFAULT_RETRY.max_backoff_seconds,
+                },
+                "jitter": {"type": "boolean", "default": DEFAULT_RETRY.jitter},
+            },
+        },
+    ],
+}
+
+
+@extend_schema_field(RETRY_SCHEMA)
+class RetryField(serializers.JSONField):
+    """A node's or the defaults' retry policy (documentation only)."""
+
+
+def timeout_field() -> serializers.FloatField:
+    return serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=MAX_TIMEOUT_S,
+        help_text="Seconds a node may run before it fails (more than 0).",
+    )
+
+
+class NodeSerializer(serializers.Serializer):
+    """One node of the DAG."""
+
+    id = serializers.RegexField(
+        r"^[\w-]{1,128}$", help_text="Unique in the workflow; templates refer to the node by it."
+    )
+    handler = serializers.ChoiceField(choices=sorted(handler_names()), help_text="What the node does.")
+    dependencies = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Ids of the nodes that must complete first."
+    )
+    config = serializers.DictField(
+        required=False,
+        help_text="The handler's settings; strings may use templates such as `{{ fetch.data.url }}` "
+        "that read an ancestor's output.",
+    )
+    retry = RetryField(required=False)
+    timeout_seconds = timeout_field()
+
+
+class DefaultsSerializer(serializers.Serializer):
+    """Settings every node takes unless it sets its own."""
+
+    retry = RetryField(required=False)
+    timeout_seconds = timeout_field()
+
+
+class DagSerializer(serializers.Serializer):
+    """The graph: nodes and their dependencies, which must not form a cycle."""
+
+    nodes = NodeSerializer(many=True)
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object. In the HTML form it is a textarea of JSON, and a blank one means "absent"."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        value = super().get_value(dictionary)
+        return empty if value == "" else value
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class InputField(JSONObjectField):
+    """The workflow's input parameters."""
+
+
+@extend_schema_field(DagSerializer)
+class DagField(JSONObjectField):
+    """The DAG, documented by DagSerializer and validated by workflows/dag.py."""
+
+
+@extend_schema_field(DefaultsSerializer)
+class DefaultsField(JSONObjectField):
+    """Node defaults, documented by DefaultsSerializer and validated by workflows/dag.py."""
 
 
 class WorkflowSubmitSerializer(serializers.Serializer):
-    """A workflow definition: a name and a DAG of nodes."""
+    """A workflow definition: a name and a DAG of nodes. Unknown keys are accepted and ignored."""
 
-    name = serializers.CharField(help_text="Human name of the workflow.")
-    dag = serializers.JSONField(
-        help_text='{"nodes": [{"id", "handler", "dependencies", "config", "retry", "timeout_seconds"}]}'
+    name = serializers.CharField(
+        max_length=MAX_NAME_LENGTH, initial=examples.WORKFLOW_NAME, help_text="Human name of the workflow."
     )
-    input = serializers.JSONField(required=False, help_text="Workflow input parameters (an object).")
-    trigger = serializers.BooleanField(required=False, default=False, help_text="Trigger at once.")
+    dag = DagField(initial=examples.WORKFLOW_DAG, help_text="The nodes and their dependencies.")
+    input = InputField(
+        required=False,
+        initial=examples.WORKFLOW_INPUT,
+        help_text="Input parameters; `input` nodes pass them on to the nodes that depend on them.",
+    )
+    defaults = DefaultsField(
+        required=False,
+        initial=examples.WORKFLOW_DEFAULTS,
+        help_text="Retry and timeout for nodes that set none.",
+    )
+    trigger = serializers.BooleanField(
+        required=False, default=False, help_text="Trigger the execution at once (as ?trigger=true does)."
+    )
 
 
 class SubmitResponseSerializer(serializers.Serializer):
     execution_id = serializers.UUIDField()
-    status = serializers.CharField()
+    status = serializers.CharField(help_text="`pending`, or `running` when triggered at once.")
     message = serializers.CharField()
 
 
-class TriggerResponseSerializer(SubmitResponseSerializer):
-    pass
+class ActionResponseSerializer(serializers.Serializer):
+    """The answer to trigger, cancel and retry."""
+
+    status = serializers.CharField(help_text="`triggered`, `cancelled` or `retrying`.")
+    execution_id = serializers.UUIDField()
+    message = serializers.CharField()
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -37,13 +174,38 @@ class ProgressSerializer(serializers.Serializer):
     percentage = serializers.FloatField()
 
 
+class ListProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+NODE_STATUSES = ", ".join(f"`{status}`" for status in NodeStatus.values)
+
+
+class NodeStateSerializer(serializers.Serializer):
+    """One node's state within an execution."""
+
+    status = serializers.CharField(help_text=f"One of {NODE_STATUSES}.")
+    handler = serializers.CharField()
+    position = serializers.IntegerField(help_text="Index in the workflow's topological order.")
+    attempt = serializers.IntegerField(help_text="The current attempt, from 1; 0 before the first.")
+    queued_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    worker = serializers.CharField(allow_null=True, help_text="The Celery worker that ran it.")
+    error = serializers.CharField(allow_null=True)
+
+
 class StatusResponseSerializer(serializers.Serializer):
     execution_id = serializers.UUIDField()
     name = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
     progress = ProgressSerializer()
-    node_states = serializers.DictField(child=serializers.CharField())
-    nodes = serializers.DictField(child=serializers.DictField())
+    node_states = serializers.DictField(
+        child=serializers.ChoiceField(choices=NodeStatus.choices), help_text="Each node's status, by id."
+    )
+    nodes = serializers.DictField(child=NodeStateSerializer(), help_text="Each node's state, by id.")
     error = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
@@ -53,15 +215,46 @@ class StatusResponseSerializer(serializers.Serializer):
 class ResultsResponseSerializer(serializers.Serializer):
     execution_id = serializers.UUIDField()
     name = serializers.CharField()
-    status = serializers.CharField()
-    results = serializers.DictField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
+    results = serializers.DictField(help_text="Each completed node's output, by id.")
     error = serializers.CharField(allow_null=True)
 
 
+class ErrorItemSerializer(serializers.Serializer):
+    """One problem in the request."""
+
+    field = serializers.CharField(help_text="Where: a JSON path such as `dag.nodes[1].handler`.")
+    message = serializers.CharField()
+    node = serializers.CharField(
+        required=False, allow_null=True, help_text="The node concerned, for problems in the DAG."
+    )
+
+
 class ErrorSerializer(serializers.Serializer):
+    """Every error: one sentence in `detail`, a machine `code`, and `errors` locating each problem."""
+
     detail = serializers.CharField()
-    code = serializers.CharField()
-    errors = serializers.ListField(child=serializers.DictField())
+    code = serializers.CharField(
+        help_text="For example `invalid_workflow`, `invalid_request`, `parse_error`, `not_found`, "
+        "`already_triggered`, `already_finished`, `not_retryable`, `not_finished`."
+    )
+    errors = ErrorItemSerializer(many=True, help_text="Every problem found; empty when there is one cause.")
+
+
+class DependencyHealthSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="`up` or `down`.")
+    latency_ms = serializers.FloatField(help_text="How long the check took.")
+    error = serializers.CharField(required=False, help_text="Why it is down.")
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="`ok`, or `degraded` when a dependency is down.")
+    service = serializers.CharField()
+    version = serializers.CharField()
+    down = serializers.ListField(child=serializers.CharField(), help_text="The dependencies that are down.")
+    dependencies = serializers.DictField(
+        child=DependencyHealthSerializer(), help_text="`database`, `redis` and `kafka`."
+    )
 
 
 class ExecutionListSerializer(serializers.ModelSerializer):
@@ -83,6 +276,7 @@ class ExecutionListSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
 
+    @extend_schema_field(ListProgressSerializer)
     def get_progress(self, execution: Execution) -> dict[str, int]:
         return {
             "total": execution.total_nodes,
@@ -97,3 +291,10 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExecutionEvent
         fields = ["at", "kind", "node_id", "detail"]
+        extra_kwargs = {
+            "kind": {
+                "help_text": "submitted, triggered, started, node_queued, node_completed, node_retry, "
+                "node_lost, node_failed, completed, failed, cancelled or retried."
+            },
+            "node_id": {"help_text": "The node concerned; empty for the execution's own events."},
+        }

@@ -1,44 +1,145 @@
-"""API views: each validates, calls one service or selector, and shapes the response."""
+"""API views: each validates, calls one service or selector, and shapes the response.
+
+The OpenAPI annotations name each operation and list its answers; the example bodies live in
+workflows/api/examples.py.
+"""
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics
-from rest_framework.request import Request
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request, is_form_media_type
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from workflows import selectors, services
 from workflows.__about__ import SERVICE_NAME, VERSION
-from workflows.api import serializers
+from workflows.api import examples, serializers
 from workflows.health import health
+from workflows.models import ExecutionStatus
 
-ERRORS = {400: serializers.ErrorSerializer, 404: serializers.ErrorSerializer}
+WORKFLOWS, EXECUTIONS, CONTROL, OPERATIONS = "workflows", "executions", "control", "operations"
+LEGACY_TRIGGER_PREFIX = "/workflow/trigger/"
 
 
-def wants_trigger(request: Request) -> bool:
+def error(description: str, cases: list[OpenApiExample]) -> OpenApiResponse:
+    """An error answer in the schema: the common error body, with examples of this status."""
+    return OpenApiResponse(serializers.ErrorSerializer, description=description, examples=cases)
+
+
+NOT_FOUND = error("No execution has this id.", examples.NOT_FOUND_EXAMPLES)
+WRITE_REFUSED = {
+    401: error(
+        "An API token is configured and the request has none, or a wrong one.", examples.NO_TOKEN_EXAMPLES
+    ),
+    403: error("A session user who is not staff.", examples.NOT_STAFF_EXAMPLES),
+}
+
+
+class ExecutionPagination(PageNumberPagination):
+    """The settings' page-number pagination; the schema's example page links to this API's list."""
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["count"]["example"] = examples.LIST_COUNT
+        paginated["properties"]["next"]["example"] = examples.LIST_NEXT
+        paginated["properties"]["previous"]["example"] = examples.LIST_PREVIOUS
+        return paginated
+
+
+def submitted_workflow(request: Request) -> object:
+    """The workflow as sent. A JSON body is passed on as it is, for workflows/dag.py to validate;
+    an HTML form (the browsable API's) is decoded by the submit serializer first."""
+    if not is_form_media_type(request.content_type):
+        return request.data
+    form = serializers.WorkflowSubmitSerializer(data=request.data)
+    form.is_valid(raise_exception=True)
+    return dict(form.validated_data)
+
+
+def wants_trigger(request: Request, workflow: object) -> bool:
     """`?trigger=true` or `"trigger": true` in the body submits and triggers in one call."""
     flag = request.query_params.get("trigger", "")
-    body = request.data if isinstance(request.data, dict) else {}
+    body = workflow if isinstance(workflow, dict) else {}
     return flag.lower() in {"1", "true", "yes"} or body.get("trigger") is True
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="workflows_list",
+        summary="List executions",
+        description="Executions, newest first, a page of 50 at a time.",
+        tags=[WORKFLOWS],
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                enum=ExecutionStatus.values,
+                description="Only executions in this status (case-insensitive).",
+            ),
+            OpenApiParameter(
+                "name", OpenApiTypes.STR, description="Only executions whose name contains this."
+            ),
+        ],
+        responses={
+            200: OpenApiResponse(
+                serializers.ExecutionListSerializer(many=True), examples=examples.LIST_EXAMPLES
+            ),
+            404: error("The page is past the last one.", examples.INVALID_PAGE_EXAMPLES),
+        },
+    )
+)
 class WorkflowListCreateView(generics.ListAPIView):
     """GET: executions, newest first (filter with ?status= and ?name=). POST: submit a workflow."""
 
     serializer_class = serializers.ExecutionListSerializer
+    pagination_class = ExecutionPagination
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        """The list rows for GET; the submit body for POST, so the browsable API's form shows it."""
+        if self.request.method == "POST":
+            return serializers.WorkflowSubmitSerializer
+        return super().get_serializer_class()
 
     def get_queryset(self) -> Any:
         params = self.request.query_params
         return selectors.execution_list(status=params.get("status"), name=params.get("name"))
 
     @extend_schema(
-        request=serializers.WorkflowSubmitSerializer,
-        responses={201: serializers.SubmitResponseSerializer, **ERRORS},
+        operation_id="workflows_submit",
+        summary="Submit a workflow",
+        description="Validate and store a workflow and create a PENDING execution of it. "
+        'Trigger it later, or at once with `?trigger=true` or `"trigger": true`.',
+        tags=[WORKFLOWS],
+        request={"application/json": serializers.WorkflowSubmitSerializer},
         parameters=[OpenApiParameter("trigger", bool, description="Trigger the execution at once.")],
+        examples=examples.SUBMIT_REQUESTS,
+        responses={
+            201: OpenApiResponse(
+                serializers.SubmitResponseSerializer,
+                description="Stored.",
+                examples=examples.SUBMITTED_EXAMPLES,
+            ),
+            400: error(
+                "The workflow is invalid: `errors` lists every problem by node and field.",
+                examples.INVALID_WORKFLOW_EXAMPLES,
+            ),
+            **WRITE_REFUSED,
+        },
     )
     def post(self, request: Request) -> Response:
-        execution = services.workflow_submit(data=request.data, trigger=wants_trigger(request))
+        workflow = submitted_workflow(request)
+        execution = services.workflow_submit(data=workflow, trigger=wants_trigger(request, workflow))
         message = (
             "Workflow submitted and triggered"
             if execution.triggered_at
@@ -50,12 +151,36 @@ class WorkflowListCreateView(generics.ListAPIView):
         )
 
 
+class TriggerSchema(AutoSchema):
+    """The trigger view also serves the original engine's route, documented as deprecated."""
+
+    def legacy(self) -> bool:
+        return self.path.startswith(LEGACY_TRIGGER_PREFIX)
+
+    def get_operation_id(self) -> str:
+        return "executions_trigger_legacy" if self.legacy() else "executions_trigger"
+
+    def is_deprecated(self) -> bool:
+        return self.legacy()
+
+
 class WorkflowTriggerView(APIView):
     """Start a submitted execution (also served at /workflow/trigger/{id}, as the original did)."""
 
+    schema = TriggerSchema()
+
     @extend_schema(
+        summary="Trigger an execution",
+        description="Start a PENDING execution; it runs once, so a second trigger is refused. "
+        "`POST /workflow/trigger/{execution_id}` is the original engine's route for the same.",
+        tags=[CONTROL],
         request=None,
-        responses={200: serializers.TriggerResponseSerializer, 409: serializers.ErrorSerializer, **ERRORS},
+        responses={
+            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.TRIGGERED_EXAMPLES),
+            404: NOT_FOUND,
+            409: error("It was already triggered.", examples.ALREADY_TRIGGERED_EXAMPLES),
+            **WRITE_REFUSED,
+        },
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_trigger(execution_id=execution_id)
@@ -72,8 +197,17 @@ class WorkflowCancelView(APIView):
     """Cancel a pending or running execution (409 once it has finished)."""
 
     @extend_schema(
+        operation_id="executions_cancel",
+        summary="Cancel an execution",
+        description="No node starts any more; queued tasks are revoked and late results ignored.",
+        tags=[CONTROL],
         request=None,
-        responses={200: serializers.TriggerResponseSerializer, 409: serializers.ErrorSerializer, **ERRORS},
+        responses={
+            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.CANCELLED_EXAMPLES),
+            404: NOT_FOUND,
+            409: error("It has already finished.", examples.ALREADY_FINISHED_EXAMPLES),
+            **WRITE_REFUSED,
+        },
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_cancel(execution_id=execution_id)
@@ -90,8 +224,18 @@ class WorkflowRetryView(APIView):
     """Run a FAILED or CANCELLED execution again from its failed nodes; completed nodes keep their outputs."""
 
     @extend_schema(
+        operation_id="executions_retry",
+        summary="Retry a failed execution",
+        description="Run a FAILED or CANCELLED execution again from where it stopped: completed nodes "
+        "keep their outputs, the others start over with a fresh retry budget.",
+        tags=[CONTROL],
         request=None,
-        responses={200: serializers.TriggerResponseSerializer, 409: serializers.ErrorSerializer, **ERRORS},
+        responses={
+            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.RETRYING_EXAMPLES),
+            404: NOT_FOUND,
+            409: error("It is neither FAILED nor CANCELLED.", examples.NOT_RETRYABLE_EXAMPLES),
+            **WRITE_REFUSED,
+        },
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_retry(execution_id=execution_id)
@@ -107,7 +251,16 @@ class WorkflowRetryView(APIView):
 class WorkflowEventsView(APIView):
     """The execution's history: every state change, oldest first."""
 
-    @extend_schema(responses={200: serializers.EventSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="executions_events",
+        summary="Execution history",
+        description="Every state change of the execution, oldest first.",
+        tags=[EXECUTIONS],
+        responses={
+            200: OpenApiResponse(serializers.EventSerializer(many=True), examples=examples.EVENTS_EXAMPLES),
+            404: NOT_FOUND,
+        },
+    )
     def get(self, request: Request, execution_id: str) -> Response:
         return Response(serializers.EventSerializer(selectors.execution_events(execution_id), many=True).data)
 
@@ -115,7 +268,17 @@ class WorkflowEventsView(APIView):
 class WorkflowStatusView(APIView):
     """Status, progress and per-node state of an execution."""
 
-    @extend_schema(responses={200: serializers.StatusResponseSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="executions_status",
+        summary="Execution status",
+        description="Status, progress and each node's state; read from the Redis mirror when it has "
+        "the execution, else from the database.",
+        tags=[EXECUTIONS],
+        responses={
+            200: OpenApiResponse(serializers.StatusResponseSerializer, examples=examples.STATUS_EXAMPLES),
+            404: NOT_FOUND,
+        },
+    )
     def get(self, request: Request, execution_id: str) -> Response:
         return Response(selectors.execution_status(execution_id))
 
@@ -123,7 +286,17 @@ class WorkflowStatusView(APIView):
 class WorkflowResultsView(APIView):
     """Outputs of every completed node, once the execution has finished (400 before)."""
 
-    @extend_schema(responses={200: serializers.ResultsResponseSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="executions_results",
+        summary="Execution results",
+        description="The output of every completed node, once the execution has finished.",
+        tags=[EXECUTIONS],
+        responses={
+            200: OpenApiResponse(serializers.ResultsResponseSerializer, examples=examples.RESULTS_EXAMPLES),
+            400: error("It has not finished yet.", examples.NOT_FINISHED_EXAMPLES),
+            404: NOT_FOUND,
+        },
+    )
     def get(self, request: Request, execution_id: str) -> Response:
         return Response(selectors.execution_results(execution_id))
 
@@ -131,8 +304,31 @@ class WorkflowResultsView(APIView):
 class HealthView(APIView):
     """Liveness of the API and its dependencies: 200 when all are up, 503 naming what is down."""
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(
+        operation_id="health",
+        summary="Health of the API and its dependencies",
+        description="Checks the database, Redis and Kafka, timing each.",
+        tags=[OPERATIONS],
+        responses={
+            200: OpenApiResponse(
+                serializers.HealthSerializer, description="All up.", examples=examples.HEALTH_OK_EXAMPLES
+            ),
+            503: OpenApiResponse(
+                serializers.HealthSerializer,
+                description="A dependency is down; `down` names it.",
+                examples=examples.HEALTH_DEGRADED_EXAMPLES,
+            ),
+        },
+    )
     def get(self, request: Request) -> Response:
         report = health()
         body = {"status": report["status"], "service": SERVICE_NAME, "version": VERSION, **report}
         return Response(body, status=503 if report["down"] else 200)
+
+
+def drop_optional_trailing_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular preprocessing hook: document `/workflows`, not `/workflows/`.
+
+    The routes accept both (`/?$`); the schema generator keeps the optional slash as a real one.
+    """
+    return [(path.rstrip("/") or "/", *rest) for path, *rest in endpoints]

@@ -1,0 +1,295 @@
+"""Prometheus metrics: node outcomes aggregated in Redis, read with the database and Kafka at scrape time.
+
+The scheduler, the workers and the API are separate processes, so per-node counters and
+histograms cannot live in one process's memory: the scheduler adds each batch's finished nodes to
+one Redis hash (`record_node_outcomes`), and `/metrics` reads that hash, counts executions by
+status in the database, and asks Kafka for the scheduler's consumer lag and Redis for the Celery
+queue's depth. A source that is down leaves its metrics out of the answer (and sets
+`workflows_metrics_source_up` to 0) instead of failing or stalling the scrape.
+"""
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from functools import cache
+
+import redis
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from redis import RedisError
+
+from workflows import mirror
+from workflows.conf import conf
+from workflows.events import TASK_COMPLETE, WORKFLOW_START
+from workflows.health import kafka_admin
+from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
+
+logger = logging.getLogger(__name__)
+
+METRICS_KEY = "wf:metrics"
+SEPARATOR = "|"
+RUNS = "node_runs"
+DURATION = "node_run_duration_seconds"
+DISPATCH = "node_dispatch_latency_seconds"
+BUCKET, SUM = "_bucket", "_sum"
+NODE_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+DISPATCH_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+FINISHED_NODE_STATUSES = (NodeStatus.COMPLETED, NodeStatus.FAILED)
+SCHEDULER_TOPICS = (WORKFLOW_START, TASK_COMPLETE)
+KAFKA_TIMEOUT_S = 1.0
+BROKER_TIMEOUT_S = 1.0
+
+
+def field(*parts: str) -> str:
+    """A field of the metrics hash: the metric, then its label values."""
+    return SEPARATOR.join(parts)
+
+
+def bucket_bound(value_s: float, bounds_s: tuple[float, ...]) -> str:
+    """The `le` label of the smallest bucket that holds the value (`+Inf` above the last bound)."""
+    bound = next((bound for bound in bounds_s if value_s <= bound), math.inf)
+    return floatToGoString(bound)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from start to end; never negative, since the two may come from different hosts' clocks."""
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def waited_for_backoff(node: NodeRun) -> bool:
+    """Whether the attempt was dispatched with a retry delay, which is not dispatch latency.
+
+    The scheduler delays only retries after a failure; lost attempts and retry-from-failure
+    are dispatched at once, and neither counts against the retry budget.
+    """
+    return node.attempt - node.budget_base - node.lost_attempts > 1
+
+
+def outcome_increments(nodes: Iterable[NodeRun]) -> tuple[Counter[str], defaultdict[str, float]]:
+    """What finished nodes add to the metrics hash: (integer counts, float sums) by field.
+
+    Histogram buckets are stored per bucket, not cumulatively, so an observation is one
+    increment; the scrape adds them up. A histogram's count is the sum of its buckets.
+    """
+    counts: Counter[str] = Counter()
+    sums: defaultdict[str, float] = defaultdict(float)
+    for node in nodes:
+        if node.status not in FINISHED_NODE_STATUSES:
+            continue
+        counts[field(RUNS, node.handler, node.status)] += 1
+        duration_s = seconds_between(node.started_at, node.finished_at)
+        if duration_s is not None:
+            le = bucket_bound(duration_s, NODE_DURATION_BUCKETS_S)
+            counts[field(DURATION + BUCKET, node.handler, le)] += 1
+            sums[field(DURATION + SUM, node.handler)] += duration_s
+        latency_s = seconds_between(node.queued_at, node.started_at)
+        if latency_s is not None and not waited_for_backoff(node):
+            counts[field(DISPATCH + BUCKET, bucket_bound(latency_s, DISPATCH_LATENCY_BUCKETS_S))] += 1
+            sums[field(DISPATCH + SUM)] += latency_s
+    return counts, sums
+
+
+def record_node_outcomes(nodes: Iterable[NodeRun]) -> None:
+    """Add the COMPLETED and FAILED nodes among `nodes` to the metrics, in one round trip.
+
+    Other statuses are ignored, so a caller may pass every node a batch changed. Metrics are
+    best effort: a Redis error is logged, never raised, so it cannot hold up the scheduler.
+    """
+    counts, sums = outcome_increments(nodes)
+    if not counts:
+        return
+    pipe = mirror.client().pipeline(transaction=True)  # MULTI: a scrape never sees half a batch
+    for name, amount in counts.items():
+        pipe.hincrby(METRICS_KEY, name, amount)
+    for name, amount_s in sums.items():
+        pipe.hincrbyfloat(METRICS_KEY, name, amount_s)
+    try:
+        pipe.execute()
+    except RedisError as exc:
+        logger.warning("could not record node outcomes in the metrics: %s", exc)
+
+
+def cumulative_buckets(
+    per_bucket: Mapping[float, float], bounds_s: tuple[float, ...]
+) -> list[tuple[str, float]]:
+    """Prometheus's cumulative (`le`, count) pairs, `+Inf` last, from counts stored per bucket.
+
+    Counts stored under a bound that is no longer configured still land in the right
+    cumulative buckets, so changing the bounds does not lose observations.
+    """
+    return [
+        (floatToGoString(bound), sum(count for le, count in per_bucket.items() if le <= bound))
+        for bound in (*bounds_s, math.inf)
+    ]
+
+
+def node_families(stored: Mapping[bytes, bytes]) -> list[Metric]:
+    """The node counters and histograms, from the metrics hash as HGETALL returns it."""
+    runs = CounterMetricFamily(
+        "workflows_node_runs", "Node runs that finished, by handler and status.", labels=["handler", "status"]
+    )
+    buckets: defaultdict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
+    sums: dict[tuple[str, ...], float] = {}
+    for raw_name, raw_value in sorted(stored.items()):
+        name, *labels = raw_name.decode().split(SEPARATOR)
+        value = float(raw_value)
+        if name == RUNS:
+            runs.add_metric(labels, value)
+        elif name.endswith(BUCKET):
+            *series_labels, le = labels
+            buckets[(name.removesuffix(BUCKET), *series_labels)][float(le)] = value
+        elif name.endswith(SUM):
+            sums[(name.removesuffix(SUM), *labels)] = value
+    duration = HistogramMetricFamily(
+        "workflows_node_run_duration_seconds",
+        "Time a node's finishing attempt ran in a worker, by handler.",
+        labels=["handler"],
+        unit="seconds",
+    )
+    dispatch = HistogramMetricFamily(
+        "workflows_node_dispatch_latency_seconds",
+        "Time from a node's dispatch to a worker starting it (retry delays left out).",
+        unit="seconds",
+    )
+    for (metric, *labels), per_bucket in sorted(buckets.items()):
+        family, bounds_s = (
+            (duration, NODE_DURATION_BUCKETS_S)
+            if metric == DURATION
+            else (dispatch, DISPATCH_LATENCY_BUCKETS_S)
+        )
+        family.add_metric(
+            labels, cumulative_buckets(per_bucket, bounds_s), sum_value=sums.get((metric, *labels), 0.0)
+        )
+    return [runs, duration, dispatch]
+
+
+def executions_by_status() -> GaugeMetricFamily:
+    """Executions in each status, every status present (GROUP BY on the indexed status column)."""
+    counted = dict(Execution.objects.order_by().values_list("status").annotate(Count("id")))
+    family = GaugeMetricFamily("workflows_executions", "Executions by status.", labels=["status"])
+    for status in ExecutionStatus.values:
+        family.add_metric([status], counted.get(status, 0))
+    return family
+
+
+@cache
+def broker_client() -> redis.Redis:
+    """The Celery broker's Redis (often the same server as the mirror's, not necessarily)."""
+    return redis.Redis.from_url(
+        settings.CELERY_BROKER_URL, socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
+    )
+
+
+def celery_queue_depth() -> GaugeMetricFamily:
+    """Tasks waiting in the broker for a worker. Tasks a worker has reserved are not counted, and
+    neither are retries waiting out their delay, which a worker holds until they are due."""
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    family = GaugeMetricFamily(
+        "workflows_celery_queue_depth", "Tasks waiting in the Celery queue in the broker.", labels=["queue"]
+    )
+    family.add_metric([queue], broker_client().llen(queue))
+    return family
+
+
+def consumer_lag() -> GaugeMetricFamily:
+    """Per partition of the scheduler's topics: messages not yet committed by its consumer group.
+
+    A partition the group has never committed is lagging by everything still in it, since the
+    scheduler starts from the earliest offset. Every call is bounded by KAFKA_TIMEOUT_S.
+    """
+    family = GaugeMetricFamily(
+        "workflows_scheduler_consumer_lag",
+        "Messages on the scheduler's topics that its consumer group has not committed, by partition.",
+        labels=["topic", "partition"],
+    )
+    admin = kafka_admin()
+    topics = [conf().topic(name) for name in SCHEDULER_TOPICS]
+    metadata = admin.list_topics(timeout=KAFKA_TIMEOUT_S)
+    partitions = [
+        TopicPartition(topic, partition)
+        for topic in topics
+        if topic in metadata.topics
+        for partition in sorted(metadata.topics[topic].partitions)
+    ]
+    if not partitions:
+        return family
+    group = conf().scheduler_group_id
+    committed_future = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=KAFKA_TIMEOUT_S
+    )[group]
+    latest = admin.list_offsets(
+        {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=KAFKA_TIMEOUT_S
+    )
+    earliest = admin.list_offsets(
+        {tp: OffsetSpec.earliest() for tp in partitions}, request_timeout=KAFKA_TIMEOUT_S
+    )
+    committed = {
+        (tp.topic, tp.partition): tp.offset
+        for tp in committed_future.result(KAFKA_TIMEOUT_S).topic_partitions
+    }
+    for tp in partitions:
+        high = latest[tp].result(KAFKA_TIMEOUT_S).offset
+        position = committed.get((tp.topic, tp.partition), -1)
+        if position < 0:  # never committed
+            position = earliest[tp].result(KAFKA_TIMEOUT_S).offset
+        family.add_metric([tp.topic, str(tp.partition)], max(0, high - position))
+    return family
+
+
+class EngineCollector(Collector):
+    """Reads every metric at scrape time; a source that fails is reported down and left out."""
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "workflows_metrics_source_up", "Whether /metrics could read this source.", labels=["source"]
+        )
+        sources = (
+            ("database", DatabaseError, lambda: [executions_by_status()]),
+            ("redis", RedisError, lambda: node_families(mirror.client().hgetall(METRICS_KEY))),
+            ("broker", RedisError, lambda: [celery_queue_depth()]),
+            ("kafka", (KafkaException, TimeoutError), lambda: [consumer_lag()]),
+        )
+        for name, failure, read in sources:
+            try:
+                families = read()
+            except failure as exc:
+                logger.warning("/metrics could not read %s: %s", name, exc)
+                up.add_metric([name], 0)
+                continue
+            up.add_metric([name], 1)
+            yield from families
+        yield up
+
+
+@cache
+def registry() -> CollectorRegistry:
+    """The engine's own registry (not prometheus_client's global one, which holds process metrics)."""
+    engine = CollectorRegistry(auto_describe=False)
+    engine.register(EngineCollector())
+    return engine
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics: the Prometheus text format (or OpenMetrics, when the scraper asks for it)."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(registry()), content_type=content_type)
