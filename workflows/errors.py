@@ -2,6 +2,8 @@
 
 from typing import Any
 
+MAX_SHOWN_ID = 64
+
 
 class WorkflowError(Exception):
     """A request the engine refuses, with a machine code, a human message and an HTTP status."""
@@ -20,4 +22,6 @@ class NotFound(WorkflowError):
     """An execution id that names no execution."""
 
     def __init__(self, execution_id: object) -> None:
-        super().__init__("not_found", f"no execution with id '{execution_id}'", status=404)
+        shown = str(execution_id)
+        shown = shown if len(shown) <= MAX_SHOWN_ID else shown[:MAX_SHOWN_ID] + "…"
+        super().__init__("not_found", f"no execution with id '{shown}'", status=404)

@@ -94,7 +94,9 @@ def test_every_write_route_needs_the_token(client: Client, token: str, route: st
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
-def test_other_unsafe_methods_need_the_token_before_anything_else(client: Client, token: str, method: str) -> None:
+def test_other_unsafe_methods_need_the_token_before_anything_else(
+    client: Client, token: str, method: str
+) -> None:
     error_of(getattr(client, method)("/workflows"), 401)
     error_of(getattr(client, method)("/workflows", HTTP_AUTHORIZATION=f"Bearer {token}"), 405)
 
@@ -119,8 +121,13 @@ def test_the_token_grants_writes(client: Client, token: str, header: str) -> Non
         ("Bearer tökén", "is not valid"),
     ],
 )
-def test_a_wrong_token_is_401_on_writes_and_reads(client: Client, token: str, header: str, words: str) -> None:
-    for response in (submit(client, HTTP_AUTHORIZATION=header), client.get("/workflows", HTTP_AUTHORIZATION=header)):
+def test_a_wrong_token_is_401_on_writes_and_reads(
+    client: Client, token: str, header: str, words: str
+) -> None:
+    for response in (
+        submit(client, HTTP_AUTHORIZATION=header),
+        client.get("/workflows", HTTP_AUTHORIZATION=header),
+    ):
         error = error_of(response, 401)
         assert error["code"] == "authentication_failed"
         assert words in error["detail"]
@@ -202,7 +209,12 @@ PRODUCTION_READY = {
     "ALLOWED_HOSTS": "api.example.com",
     "WORKFLOWS_API_TOKEN": TOKEN,
 }
-SETTINGS_VARIABLES = {*PRODUCTION_READY, "DEBUG", "WORKFLOWS_ALLOW_ANONYMOUS_WRITES", "DJANGO_SETTINGS_MODULE"}
+SETTINGS_VARIABLES = {
+    *PRODUCTION_READY,
+    "DEBUG",
+    "WORKFLOWS_ALLOW_ANONYMOUS_WRITES",
+    "DJANGO_SETTINGS_MODULE",
+}
 
 
 def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
@@ -229,10 +241,15 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ({"ALLOWED_HOSTS": None}, "needs ALLOWED_HOSTS"),
         ({"WORKFLOWS_API_TOKEN": None}, "needs WORKFLOWS_API_TOKEN"),
         ({"WORKFLOWS_API_TOKEN": "  "}, "needs WORKFLOWS_API_TOKEN"),
-        ({"WORKFLOWS_API_TOKEN": None, "WORKFLOWS_ALLOW_ANONYMOUS_WRITES": "false"}, "needs WORKFLOWS_API_TOKEN"),
+        (
+            {"WORKFLOWS_API_TOKEN": None, "WORKFLOWS_ALLOW_ANONYMOUS_WRITES": "false"},
+            "needs WORKFLOWS_API_TOKEN",
+        ),
     ],
 )
-def test_production_refuses_to_start_without_what_it_needs(overrides: dict[str, str | None], message: str) -> None:
+def test_production_refuses_to_start_without_what_it_needs(
+    overrides: dict[str, str | None], message: str
+) -> None:
     result = load_settings(**overrides)
 
     assert result.returncode != 0, result.stdout

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from django.core.exceptions import RequestDataTooBig
 from django.test import Client, RequestFactory
+from rest_framework.exceptions import ParseError
 
 from workflows import selectors
-from workflows.api import errors_views
+from workflows.api import errors_views, parsers
 from workflows.api.parsers import MAX_JSON_DEPTH
 from workflows.models import NodeRun
 from workflows.templates import TemplateResolutionError, find_references, resolve
@@ -105,7 +106,9 @@ def test_json_that_is_not_an_object_is_400(client: Client, body: str, kind: str)
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
 def test_non_finite_numbers_are_400(client: Client, number: str) -> None:
-    body = f'{{"name": "x", "dag": {{"nodes": [{{"id": "A", "handler": "input", "timeout_seconds": {number}}}]}}}}'
+    body = json.dumps(workflow(node(timeout_seconds=0))).replace(
+        '"timeout_seconds": 0', f'"timeout_seconds": {number}'
+    )
 
     error = error_of(post(client, body), 400)
 
@@ -150,7 +153,11 @@ def test_empty_json_body_names_the_missing_fields(client: Client) -> None:
         (workflow(node(retry="3")), "dag.nodes[0].retry", "retry must be a number of attempts or an object"),
         (workflow(node(retry={"max_attempt": 3})), "dag.nodes[0].retry.max_attempt", "unknown setting"),
         (workflow(node(retry=True)), "dag.nodes[0].retry", "got boolean"),
-        (workflow(node(timeout_seconds="10")), "dag.nodes[0].timeout_seconds", "must be a number, got string"),
+        (
+            workflow(node(timeout_seconds="10")),
+            "dag.nodes[0].timeout_seconds",
+            "must be a number, got string",
+        ),
         (workflow(node(timeout_seconds=True)), "dag.nodes[0].timeout_seconds", "got boolean"),
         (workflow(node(timeout_seconds=-1)), "dag.nodes[0].timeout_seconds", "more than 0"),
         (workflow(node(), input=[1]), "input", "input must be an object, got array"),
@@ -264,6 +271,33 @@ def test_depth_limit_is_exact_and_names_the_field(client: Client) -> None:
     assert error["errors"][0]["field"] == "dag.nodes[0].config" + ".a" * inside
 
 
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("[" * 100_000, "dag", "JSON may nest at most"),
+        (
+            '{"nodes": [' + '{"a":' * 200 + "1" + "}" * 200 + "]}",
+            "dag.nodes[0]" + ".a" * (MAX_JSON_DEPTH - 2),
+            "nest at most",
+        ),
+        ('{"nodes": [{"config": {"x": "\\u0000"}}]}', "dag.nodes[0].config.x", "NUL character"),
+        ('{"x": 1e999}', "dag", "dag is not valid JSON: number 1e999 is out of range"),
+    ],
+)
+def test_form_fields_decode_json_with_the_body_rules(text: str, field: str, words: str) -> None:
+    with pytest.raises(ParseError) as raised:
+        parsers.loads(text, field="dag")
+
+    assert words in str(raised.value.detail)
+    assert getattr(raised.value, "errors", [{"field": "dag"}])[0]["field"] == field
+
+
+def test_form_submission_with_deep_json_is_400() -> None:
+    response = Client(raise_request_exception=False).post("/workflows", {"name": "x", "dag": "[" * 100_000})
+
+    error_of(response, 400)
+
+
 def test_body_over_the_limit_is_413_before_it_is_read(client: Client, settings: Any) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
 
@@ -277,7 +311,9 @@ def test_body_over_the_limit_is_413_before_it_is_read(client: Client, settings: 
 
 def test_default_limit_is_32_mib_and_holds_a_100000_node_chain(client: Client, settings: Any) -> None:
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 32 * 1024 * 1024
-    nodes = [node("n0", "input")] + [node(f"n{i}", "llm", dependencies=[f"n{i - 1}"]) for i in range(1, 100_000)]
+    nodes = [node("n0", "input")] + [
+        node(f"n{i}", "llm", dependencies=[f"n{i - 1}"]) for i in range(1, 100_000)
+    ]
     body = json.dumps(workflow(*nodes))
     assert len(body) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -379,7 +415,9 @@ def test_non_text_charset_is_refused_not_decompressed(client: Client) -> None:
     assert "zlib_codec" in error["detail"]
 
 
-@pytest.mark.parametrize("path", ["/nope", "/workflowsX", "/admin-x", "/workflows/x/y/z", "/%00", "/" + "é" * 300])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/workflowsX", "/admin-x", "/workflows/x/y/z", "/%00", "/" + "é" * 300]
+)
 def test_unknown_urls_are_json_404(client: Client, path: str) -> None:
     error = error_of(client.get(path), 404)
 
@@ -454,7 +492,13 @@ def test_outputs_that_look_like_templates_or_code_pass_through_verbatim(text: st
 
 
 def test_config_text_that_is_not_a_template_is_left_alone() -> None:
-    config = {"p": "{{ 7*7 }}", "q": "{% if True %}x{% endif %}", "r": "${7*7}", "s": "{{}}", "t": "{{ a b }}"}
+    config = {
+        "p": "{{ 7*7 }}",
+        "q": "{% if True %}x{% endif %}",
+        "r": "${7*7}",
+        "s": "{{}}",
+        "t": "{{ a b }}",
+    }
 
     assert find_references(config) == []
     assert resolve(config, {}) == config

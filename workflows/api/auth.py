@@ -67,8 +67,9 @@ class WritesNeedToken(BasePermission):
                 f"{request.method} needs the API token: send 'Authorization: Bearer <token>'"
             )
         if not (user.is_active and user.is_staff):
+            name = user.get_username()
             raise exceptions.PermissionDenied(
-                f"{request.method} needs the API token or a staff account; '{user.get_username()}' is not staff"
+                f"{request.method} needs the API token or a staff account; '{name}' is not staff"
             )
         return True
 
@@ -86,5 +87,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
         """Where WritesNeedToken decides, reads need no credentials (`{}`); writes need the token
         or the session cookie."""
         requirement: dict[str, list[str]] = {self.name: []}
-        guarded = any(isinstance(permission, WritesNeedToken) for permission in auto_schema.view.get_permissions())
+        guarded = any(
+            isinstance(permission, WritesNeedToken) for permission in auto_schema.view.get_permissions()
+        )
         return [requirement, {}] if guarded and auto_schema.method in SAFE_METHODS else requirement

@@ -37,7 +37,9 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
         )
     declared = (request.META.get("CONTENT_LENGTH") or "").strip()
     if declared and not _LENGTH.fullmatch(declared):
-        return json_error(400, "bad_request", f"Content-Length header {declared[:40]!r} is not a valid length")
+        return json_error(
+            400, "bad_request", f"Content-Length header {declared[:40]!r} is not a valid length"
+        )
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if declared and limit is not None and int(declared) > limit:
         return too_large(limit)

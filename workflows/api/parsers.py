@@ -39,15 +39,26 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> object:
         encoding = parsers.get_encoding(parser_context or {})
         try:
-            data = json.loads(
-                stream.read().decode(encoding), parse_constant=_refuse_constant, parse_float=_finite_float
-            )
-        except RecursionError:
-            raise JsonBodyError("body", _TOO_DEEP, "too_deep") from None
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the two hooks below
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError as exc:
             raise ParseError(f"request body is not valid JSON: {exc}") from None
-        _check(data)
-        return data
+        return loads(text)
+
+
+def loads(text: str, field: str | None = None) -> object:
+    """Decode JSON text the way request bodies are: bounded depth, finite numbers, storable strings.
+
+    `field` names where the text came from (an HTML form's field) for messages and paths; None
+    means the request body. Raises ParseError, or JsonBodyError naming the path of the problem.
+    """
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise JsonBodyError(field or "body", _TOO_DEEP, "too_deep") from None
+    except ValueError as exc:  # JSONDecodeError, and the two hooks below
+        raise ParseError(f"{field or 'request body'} is not valid JSON: {exc}") from None
+    _check(data, _Location(None, field) if field else None)
+    return data
 
 
 def _refuse_constant(name: str) -> float:
@@ -61,18 +72,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check(data: object) -> None:
+def _check(data: object, root: _Location | None) -> None:
     """Raise JsonBodyError for a container nested too deep, or a string the engine cannot store.
 
     Both tests are quick scans; only a refused body pays for the walk that locates the problem.
     """
     if _depth_exceeds(data):
-        field, _ = _first(data, lambda value, depth: depth > MAX_JSON_DEPTH and isinstance(value, dict | list))
-        raise JsonBodyError(field, _TOO_DEEP, "too_deep")
+        found = _first(data, _too_deep, root)
+        raise JsonBodyError(found[0] if found else "body", _TOO_DEEP, "too_deep")
     text = json.dumps(data, ensure_ascii=False)  # no RecursionError: the depth is bounded now
     if "\\u0000" not in text and (text.isascii() or not _SURROGATE.search(text)):
         return
-    found = _first(data, lambda value, _depth: isinstance(value, str) and not _storable(value))
+    found = _first(data, _unstorable, root)
     if found is not None:  # else a false alarm: an escaped backslash followed by "u0000"
         field, value = found
         if "\x00" in str(value):
@@ -81,8 +92,12 @@ def _check(data: object) -> None:
         raise JsonBodyError(field, problem, "invalid_text")
 
 
-def _storable(text: str) -> bool:
-    return "\x00" not in text and (text.isascii() or not _SURROGATE.search(text))
+def _too_deep(value: object, depth: int) -> bool:
+    return depth > MAX_JSON_DEPTH and isinstance(value, dict | list)
+
+
+def _unstorable(value: object, depth: int) -> bool:
+    return isinstance(value, str) and ("\x00" in value or bool(_SURROGATE.search(value)))
 
 
 def _depth_exceeds(data: object) -> bool:
@@ -98,14 +113,16 @@ def _depth_exceeds(data: object) -> bool:
     return bool(level)
 
 
-def _first(data: object, flagged: Callable[[object, int], bool]) -> tuple[str, object] | None:
+def _first(
+    data: object, flagged: Callable[[object, int], bool], root: _Location | None
+) -> tuple[str, object] | None:
     """The path and value of a value or key that is `flagged(value, depth)`, or None.
 
     An explicit stack, since the body may be deep; a key is reported at the path of its entry.
     """
     if flagged(data, 1):
-        return "body", data
-    stack: list[tuple[object, int, _Location | None]] = [(data, 1, None)]
+        return (root.render() if root else "body"), data
+    stack: list[tuple[object, int, _Location | None]] = [(data, 1, root)]
     while stack:
         container, depth, location = stack.pop()
         if isinstance(container, dict):

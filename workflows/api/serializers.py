@@ -14,10 +14,12 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.fields import empty
 
 from workers.handlers import handler_names
 from workflows.api import examples
+from workflows.api.parsers import loads
 from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
 from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
@@ -114,6 +116,15 @@ class JSONObjectField(serializers.JSONField):
     def get_value(self, dictionary: Any) -> Any:
         value = super().get_value(dictionary)
         return empty if value == "" else value
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Form text is decoded like a JSON request body: bounded depth, finite numbers."""
+        if not getattr(data, "is_json_string", False):
+            return super().to_internal_value(data)
+        try:
+            return loads(str(data), field=self.field_name)
+        except ParseError as exc:
+            raise serializers.ValidationError(str(exc.detail)) from None
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
