@@ -7,6 +7,7 @@ detail, both as JSON. A missing hash is rebuilt from the database by the selecto
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -68,7 +69,26 @@ def execution_summary(execution: Execution) -> dict[str, Any]:
     }
 
 
-def node_detail(node: NodeRun) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PendingNode:
+    """A node that has not run yet, without the cost of a model instance (see workflow_submit)."""
+
+    node_id: str
+    handler: str
+    position: int
+    status: str = "PENDING"
+    attempt: int = 0
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str = ""
+    error: str = ""
+
+
+NodeState = NodeRun | PendingNode
+
+
+def node_detail(node: NodeState) -> dict[str, Any]:
     """One node's state as the status endpoint shows it."""
     return {
         "status": node.status,
@@ -83,7 +103,7 @@ def node_detail(node: NodeRun) -> dict[str, Any]:
     }
 
 
-def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[NodeRun]) -> None:
+def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[NodeState]) -> None:
     """Queue the writes for one execution and the given nodes on a pipeline."""
     mapping = {SUMMARY_FIELD: json.dumps(execution_summary(execution))}
     mapping.update({NODE_PREFIX + node.node_id: json.dumps(node_detail(node)) for node in nodes})
@@ -91,7 +111,7 @@ def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[Nod
     pipe.expire(key(execution.pk), MIRROR_TTL_S)
 
 
-def publish(changes: Iterable[tuple[Execution, Iterable[NodeRun]]]) -> None:
+def publish(changes: Iterable[tuple[Execution, Iterable[NodeState]]]) -> None:
     """Write several executions' changes in one round trip."""
     pipe = client().pipeline(transaction=False)
     for execution, nodes in changes:
@@ -99,7 +119,7 @@ def publish(changes: Iterable[tuple[Execution, Iterable[NodeRun]]]) -> None:
     pipe.execute()
 
 
-def publish_quietly(execution: Execution, nodes: Iterable[NodeRun]) -> None:
+def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
     """Publish one execution, tolerating a Redis outage: the mirror is rebuilt on the next read."""
     try:
         publish([(execution, nodes)])

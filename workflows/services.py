@@ -4,7 +4,7 @@ import hashlib
 import json
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from workers.handlers import handler_names
@@ -62,22 +62,51 @@ def workflow_submit(*, data: object, input: dict[str, Any] | None = None, trigge
         input={**spec.input, **(input or {})},
         total_nodes=len(spec.nodes),
     )
-    nodes = [
-        NodeRun(
-            execution=execution,
-            node_id=node.id,
-            handler=node.handler,
-            pending_deps=len(node.dependencies),
-            position=position,
-        )
-        for position, node in enumerate(spec.nodes)
-    ]
-    NodeRun.objects.bulk_create(nodes, batch_size=NODE_INSERT_BATCH)
-    ExecutionEvent.objects.create(execution=execution, kind="submitted", detail={"nodes": len(nodes)})
+    insert_pending_nodes(execution, spec)
+    ExecutionEvent.objects.create(execution=execution, kind="submitted", detail={"nodes": len(spec.nodes)})
     if trigger:
         return execution_trigger(execution_id=execution.pk)
-    transaction.on_commit(lambda: mirror.publish_quietly(execution, nodes))
+    pending = [
+        mirror.PendingNode(node.id, node.handler, position) for position, node in enumerate(spec.nodes)
+    ]
+    transaction.on_commit(lambda: mirror.publish_quietly(execution, pending))
     return execution
+
+
+def insert_pending_nodes(execution: Execution, spec: WorkflowSpec) -> None:
+    """Insert one PENDING row per node: COPY on PostgreSQL, one executemany on SQLite.
+
+    A 100,000-node workflow is common enough to matter: the ORM's bulk_create spends most of its
+    time preparing 17 values per row, so the rows go in as plain tuples of the columns that have
+    no default in the database.
+    """
+    meta = NodeRun._meta
+    execution_column = meta.get_field("execution")
+    execution_value = execution_column.get_db_prep_value(execution.pk, connection)
+    defaults = {
+        "status": NodeStatus.PENDING.value,
+        "attempt": 0,
+        "budget_base": 0,
+        "lost_attempts": 0,
+        "error": "",
+        "worker": "",
+    }
+    columns = [execution_column.column, "node_id", "handler", "pending_deps", "position", *defaults]
+    table = connection.ops.quote_name(meta.db_table)
+    names = ", ".join(connection.ops.quote_name(column) for column in columns)
+    fixed = tuple(defaults.values())
+    rows = (
+        (execution_value, node.id, node.handler, len(node.dependencies), position, *fixed)
+        for position, node in enumerate(spec.nodes)
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", rows)
 
 
 @transaction.atomic
