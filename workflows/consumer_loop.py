@@ -60,9 +60,18 @@ class ConsumerLoop:
         messages = [m for m in self.consumer.consume(self.batch_size, self.poll_timeout_s) if self.usable(m)]
         if messages:
             self.process(messages)
-            self.consumer.commit(asynchronous=False)
+            self.commit()
         if self.idle is not None:
             self.guarded(self.idle)
+
+    def commit(self) -> None:
+        """Commit the batch's offsets. A refused commit (a rebalance moved the partitions, the
+        broker is away) must not stop the loop: the batch is delivered again and re-applied,
+        which the handler does idempotently; a later commit covers it otherwise."""
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            logger.warning("offset commit failed (%s); the batch will be delivered again", exc)
 
     def process(self, messages: Sequence[Message]) -> None:
         """Handle a batch until it succeeds: an outage is retried, a batch never skipped.
