@@ -57,12 +57,23 @@ class ConsumerLoop:
 
     def turn(self) -> None:
         """One poll: process what came, commit it, then do the idle work."""
-        messages = [m for m in self.consumer.consume(self.batch_size, self.poll_timeout_s) if self.usable(m)]
+        messages = [m for m in self.poll() if self.usable(m)]
         if messages:
             self.process(messages)
             self.commit()
         if self.idle is not None:
             self.guarded(self.idle)
+
+    def poll(self) -> list[Message]:
+        """Wait for the first message only, then take what has already arrived, up to a batch.
+
+        consume(n, timeout) waits for n messages or the timeout, which would add the timeout to
+        every hop of a quiet workflow; this returns as soon as there is something to do.
+        """
+        first = self.consumer.consume(1, self.poll_timeout_s)
+        if not first:
+            return []
+        return first + self.consumer.consume(self.batch_size - 1, 0)
 
     def commit(self) -> None:
         """Commit the batch's offsets. A refused commit (a rebalance moved the partitions, the

@@ -36,7 +36,7 @@ def producer() -> Producer:
                     **_base_config(),
                     "enable.idempotence": True,
                     "acks": "all",
-                    "linger.ms": 1,
+                    "linger.ms": 0,
                     "message.timeout.ms": 30000,
                 }
             )

@@ -127,13 +127,19 @@ def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
         logger.warning("Redis unavailable; the mirror of execution %s will be rebuilt on read", execution.pk)
 
 
+@cache
+def claim_script() -> redis.commands.core.Script:
+    """The claim script, sent to Redis once and then called by its hash (EVALSHA)."""
+    return client().register_script(_CLAIM)
+
+
 def mark_running(execution_id: str, node_id: str, detail: dict[str, Any]) -> bool:
     """A worker's claim of a node attempt; False means the worker must not run it.
 
     The database learns the start time with the completion; the mirror shows RUNNING at once.
     """
-    verdict = client().eval(
-        _CLAIM, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
+    verdict = claim_script()(
+        keys=[key(execution_id)], args=[NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]]
     )
     return int(verdict) >= 0
 

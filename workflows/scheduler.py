@@ -17,7 +17,6 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError as BrokerError
@@ -56,6 +55,8 @@ LEASE_GRACE_S = 5.0
 MAX_LOST_ATTEMPTS = 5
 RECONCILE_BATCH_SIZE = 500
 RECONCILE_INTERVAL_S = 1.0
+RELAY_INTERVAL_S = 0.02
+NODE_WRITE_BATCH = 500
 SEND_RETRY_BACKOFF_S = 0.2
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
@@ -92,29 +93,89 @@ class Dispatch:
 
 
 @dataclass
+class Queued:
+    """A node marked QUEUED in this batch, whose templates are resolved once all events applied."""
+
+    execution: Execution
+    node: NodeRun
+    countdown_s: float
+
+
+NODE_FIELDS = [
+    "status",
+    "attempt",
+    "pending_deps",
+    "config",
+    "output",
+    "error",
+    "worker",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "lost_attempts",
+]
+EXECUTION_FIELDS = ["status", "error", "started_at", "finished_at", "completed_nodes", "failed_nodes"]
+
+
+@dataclass
 class Batch:
-    """What one batch changed: the rows to mirror, the tasks to enqueue, the history to write."""
+    """One transaction's working set: executions and node rows read once, changed in memory,
+    written together; plus the history to record and the tasks to send after commit."""
 
     executions: dict[str, Execution] = field(default_factory=dict)
-    changed_nodes: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
+    dirty: dict[int, NodeRun] = field(default_factory=dict)
+    mirrored: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
+    queued: list[Queued] = field(default_factory=list)
     dispatches: list[Dispatch] = field(default_factory=list)
     history: list[ExecutionEvent] = field(default_factory=list)
 
-    def execution(self, execution_id: str) -> Execution | None:
-        """The execution, locked for this transaction, loaded once per batch."""
-        if execution_id not in self.executions:
-            found = Execution.objects.select_for_update().filter(pk=execution_id).first()
-            if found is None:
-                return None
-            self.executions[execution_id] = found
-            self.changed_nodes[execution_id] = {}
-        return self.executions[execution_id]
+    def lock_executions(self, execution_ids: Iterable[str]) -> None:
+        """Lock and load, in one query, the executions this batch has not loaded yet."""
+        missing = {execution_id for execution_id in execution_ids if execution_id not in self.executions}
+        if missing:
+            for execution in Execution.objects.select_for_update().filter(pk__in=missing):
+                self.executions[str(execution.pk)] = execution
+                self.nodes[str(execution.pk)] = {}
+                self.mirrored[str(execution.pk)] = {}
 
-    def node_changed(self, node: NodeRun) -> None:
-        self.changed_nodes[str(node.execution_id)][node.node_id] = node
+    def execution(self, execution_id: str) -> Execution | None:
+        self.lock_executions([execution_id])
+        return self.executions.get(execution_id)
+
+    def load_nodes(self, execution: Execution, node_ids: Iterable[str]) -> list[NodeRun]:
+        """The rows of these nodes, reading in one query those not read yet."""
+        cache = self.nodes[str(execution.pk)]
+        missing = [node_id for node_id in set(node_ids) if node_id not in cache]
+        if missing:
+            self.remember(execution, NodeRun.objects.filter(execution=execution, node_id__in=missing))
+        return [cache[node_id] for node_id in node_ids if node_id in cache]
+
+    def remember(self, execution: Execution, rows: Iterable[NodeRun]) -> list[NodeRun]:
+        """Add rows to the cache; a row already read (and perhaps changed) wins over a new copy."""
+        cache = self.nodes[str(execution.pk)]
+        return [cache.setdefault(row.node_id, row) for row in rows]
+
+    def node(self, execution: Execution, node_id: str) -> NodeRun | None:
+        found = self.load_nodes(execution, [node_id])
+        return found[0] if found else None
+
+    def changed(self, node: NodeRun, *, mirror: bool = True) -> None:
+        """Write this row at the end of the batch (and show it in the mirror, unless told not)."""
+        self.dirty[node.pk] = node
+        if mirror:
+            self.mirrored[str(node.execution_id)][node.node_id] = node
 
     def record(self, execution: Execution, kind: str, node_id: str = "", **detail: Any) -> None:
         self.history.append(ExecutionEvent(execution=execution, kind=kind, node_id=node_id, detail=detail))
+
+    def save(self) -> None:
+        """Write everything the batch changed: a handful of statements, whatever its size."""
+        NodeRun.objects.bulk_update(list(self.dirty.values()), NODE_FIELDS, batch_size=NODE_WRITE_BATCH)
+        for execution in self.executions.values():
+            execution.save(update_fields=EXECUTION_FIELDS)
+        ExecutionEvent.objects.bulk_create(self.history)
 
 
 class Scheduler:
@@ -124,18 +185,32 @@ class Scheduler:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
+        self.next_relay_at = 0.0
         self.next_reconcile_at = 0.0
 
     def idle(self) -> None:
-        """Between batches: relay the outbox; now and then, look for lost attempts."""
-        outbox.relay()
-        if time.monotonic() >= self.next_reconcile_at:
-            self.next_reconcile_at = time.monotonic() + RECONCILE_INTERVAL_S
+        """Between batches: relay the outbox now and then, and look for lost attempts less often."""
+        now = time.monotonic()
+        if now >= self.next_relay_at:
+            self.next_relay_at = now + RELAY_INTERVAL_S
+            outbox.relay()
+        if now >= self.next_reconcile_at:
+            self.next_reconcile_at = now + RECONCILE_INTERVAL_S
             self.reconcile()
 
     def handle_batch(self, messages: Iterable[Message]) -> None:
         """Apply a batch in one transaction, then send what it dispatched."""
-        self.run(lambda batch: [self.apply(message, batch) for message in messages])
+        starts, reports = self.decode(messages)
+
+        def apply(batch: Batch) -> None:
+            batch.lock_executions([*starts, *(report.execution_id for report in reports)])
+            self.prefetch(batch, reports)
+            for execution_id in starts:
+                self.start(execution_id, batch)
+            for report in reports:
+                self.complete(report, batch)
+
+        self.run(apply)
 
     def reconcile(self) -> None:
         """Give lost attempts a new one: nodes whose lease expired without a report.
@@ -156,31 +231,47 @@ class Scheduler:
         batch = Batch()
         with transaction.atomic():
             apply(batch)
-            for execution in batch.executions.values():
-                execution.save()
-            ExecutionEvent.objects.bulk_create(batch.history)
+            self.resolve_queued(batch)
+            batch.save()
         self.send(batch)
 
-    def apply(self, message: Message, batch: Batch) -> None:
-        """Apply one message; a malformed one is logged and skipped, never retried forever."""
-        try:
-            data = decode(message.value())
-            if message.topic() == conf().topic(WORKFLOW_START):
-                self.start(str(data["execution_id"]), batch)
-            else:
-                self.complete(TaskComplete.from_json(data), batch)
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.error(
-                "skipping malformed message at %s[%s]@%s: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                exc,
-            )
+    @staticmethod
+    def decode(messages: Iterable[Message]) -> tuple[list[str], list[TaskComplete]]:
+        """Split a batch into starts and reports; a malformed message is logged and skipped."""
+        starts: list[str] = []
+        reports: list[TaskComplete] = []
+        for message in messages:
+            try:
+                data = decode(message.value())
+                if message.topic() == conf().topic(WORKFLOW_START):
+                    starts.append(str(data["execution_id"]))
+                else:
+                    reports.append(TaskComplete.from_json(data))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error(
+                    "skipping malformed message at %s[%s]@%s: %s",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    exc,
+                )
+        return starts, reports
+
+    @staticmethod
+    def prefetch(batch: Batch, reports: Iterable[TaskComplete]) -> None:
+        """Read, one query per execution, the reported nodes and their children."""
+        wanted: dict[str, set[str]] = {}
+        for report in reports:
+            execution = batch.executions.get(report.execution_id)
+            if execution is not None:
+                children = load_spec(str(execution.definition_id)).children.get(report.node_id, ())
+                wanted.setdefault(report.execution_id, set()).update((report.node_id, *children))
+        for execution_id, node_ids in wanted.items():
+            batch.load_nodes(batch.executions[execution_id], node_ids)
 
     def start(self, execution_id: str, batch: Batch) -> None:
-        """Dispatch every node that is ready: on the first start the roots, on a resume the
-        nodes retry-from-failure reset. Idempotent: dispatched nodes are no longer PENDING."""
+        """Queue every node that is ready: on the first start the roots, on a resume the nodes
+        retry-from-failure reset. Idempotent: queued nodes are no longer PENDING."""
         execution = batch.execution(execution_id)
         if execution is None or execution.status != ExecutionStatus.RUNNING:
             return  # unknown, cancelled or finished
@@ -188,14 +279,16 @@ class Scheduler:
             execution.started_at = timezone.now()
             batch.record(execution, "started")
         spec = load_spec(str(execution.definition_id))
-        for node in NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING, pending_deps=0):
-            self.dispatch(execution, node, spec, batch)
+        ready = NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING, pending_deps=0)
+        for node in batch.remember(execution, ready):
+            if node.status == NodeStatus.PENDING and node.pending_deps == 0:
+                self.queue(execution, node, spec, batch)
 
     def complete(self, report: TaskComplete, batch: Batch) -> None:
-        execution = batch.execution(report.execution_id)
+        execution = batch.executions.get(report.execution_id)
         if execution is None:
             return
-        node = NodeRun.objects.filter(execution=execution, node_id=report.node_id).first()
+        node = batch.node(execution, report.node_id)
         if node is None or node.attempt != report.attempt or node.status not in ACTIVE_NODE_STATUSES:
             return  # duplicate, stale or out-of-order: already applied or superseded
         node.started_at = parse_datetime(report.started_at or "") or node.started_at
@@ -210,8 +303,13 @@ class Scheduler:
 
     def lease_expired(self, execution_id: str, node_id: str, attempt: int, batch: Batch) -> None:
         execution = batch.execution(execution_id)
-        node = NodeRun.objects.filter(execution_id=execution_id, node_id=node_id, attempt=attempt).first()
-        if execution is None or node is None or node.status not in ACTIVE_NODE_STATUSES:
+        node = batch.node(execution, node_id) if execution is not None else None
+        if (
+            execution is None
+            or node is None
+            or node.attempt != attempt
+            or node.status not in ACTIVE_NODE_STATUSES
+        ):
             return  # reported meanwhile
         error = f"attempt {attempt} lost: no report before its lease expired"
         if execution.status != ExecutionStatus.RUNNING or node.lost_attempts >= MAX_LOST_ATTEMPTS:
@@ -219,32 +317,25 @@ class Scheduler:
             return
         node.lost_attempts += 1
         batch.record(execution, "node_lost", node.node_id, attempt=attempt)
-        self.dispatch(execution, node, load_spec(str(execution.definition_id)), batch)
+        self.queue(execution, node, load_spec(str(execution.definition_id)), batch)
 
     def node_completed(
         self, execution: Execution, node: NodeRun, output: Any, spec: WorkflowSpec, batch: Batch
     ) -> None:
         node.status, node.output, node.error = NodeStatus.COMPLETED, output, ""
-        node.save()
-        batch.node_changed(node)
+        batch.changed(node)
         batch.record(execution, "node_completed", node.node_id, attempt=node.attempt)
         execution.completed_nodes += 1
-        children = spec.children.get(node.node_id, ())
-        if children:
-            NodeRun.objects.filter(execution=execution, node_id__in=children).update(
-                pending_deps=F("pending_deps") - 1
-            )
+        children = batch.load_nodes(execution, spec.children.get(node.node_id, ()))
+        for child in children:
+            child.pending_deps -= 1
+            batch.changed(child, mirror=False)
         if execution.status != ExecutionStatus.RUNNING:
             return
-        if children:
-            waiting = NodeRun.objects.filter(
-                execution=execution, node_id__in=children, status=NodeStatus.PENDING
-            )
-            counts = {child.node_id: child.pending_deps for child in waiting}
-            ready = set(ready_children(children, counts))
-            for child in waiting:
-                if child.node_id in ready:
-                    self.dispatch(execution, child, spec, batch)
+        waiting = {child.node_id: child for child in children if child.status == NodeStatus.PENDING}
+        unfinished = {node_id: child.pending_deps for node_id, child in waiting.items()}
+        for node_id in ready_children(waiting, unfinished):
+            self.queue(execution, waiting[node_id], spec, batch)
         if execution.completed_nodes == execution.total_nodes:
             self.finish(execution, ExecutionStatus.COMPLETED, "", batch)
 
@@ -263,42 +354,57 @@ class Scheduler:
                 error=error,
                 delay_s=round(delay, 3),
             )
-            self.dispatch(execution, node, spec, batch, countdown_s=delay)
+            self.queue(execution, node, spec, batch, countdown_s=delay)
         else:
             self.give_up(execution, node, error, batch)
 
     def give_up(self, execution: Execution, node: NodeRun, error: str, batch: Batch) -> None:
         """The node failed for good: so does the execution, if it was still running."""
         node.status, node.error, node.lease_expires_at = NodeStatus.FAILED, error, None
-        node.save()
-        batch.node_changed(node)
+        batch.changed(node)
         batch.record(execution, "node_failed", node.node_id, attempt=node.attempt, error=error)
         execution.failed_nodes += 1
         if execution.status == ExecutionStatus.RUNNING:
             self.finish(execution, ExecutionStatus.FAILED, f"node '{node.node_id}' failed: {error}", batch)
 
-    def dispatch(
+    def queue(
         self, execution: Execution, node: NodeRun, spec: WorkflowSpec, batch: Batch, countdown_s: float = 0.0
     ) -> None:
-        """Resolve the node's templates, mark it QUEUED for a new attempt, and queue the task."""
-        node_spec = spec.node(node.node_id)
-        needed = set(node_spec.references) | set(node_spec.dependencies)
-        outputs = dict(
-            NodeRun.objects.filter(execution=execution, node_id__in=needed).values_list("node_id", "output")
-        )
+        """Mark the node QUEUED for a new attempt, with a lease; resolve_queued sends it."""
+        timeout_s = spec.node(node.node_id).timeout_seconds or conf().node_timeout_seconds
         node.attempt += 1
+        node.status = NodeStatus.QUEUED
         node.queued_at, node.started_at, node.finished_at = timezone.now(), None, None
+        node.lease_expires_at = node.queued_at + timedelta(seconds=countdown_s + timeout_s + LEASE_GRACE_S)
+        batch.changed(node)
+        batch.record(execution, "node_queued", node.node_id, attempt=node.attempt)
+        batch.queued.append(Queued(execution, node, countdown_s))
+
+    def resolve_queued(self, batch: Batch) -> None:
+        """Resolve the templates of every node queued in the batch, reading the outputs they need
+        in one query per execution, and build the tasks; a reference that cannot be resolved
+        fails its node."""
+        for execution_id, queued in group_by_execution(batch.queued).items():
+            execution = batch.executions[execution_id]
+            spec = load_spec(str(execution.definition_id))
+            needed = {dep for item in queued for dep in needed_outputs(spec, item.node.node_id)}
+            batch.load_nodes(execution, needed)
+            outputs = {
+                node_id: node.output
+                for node_id, node in batch.nodes[execution_id].items()
+                if node_id in needed and node.status == NodeStatus.COMPLETED
+            }
+            for item in queued:
+                self.build_task(item, spec, outputs, batch)
+
+    def build_task(self, item: Queued, spec: WorkflowSpec, outputs: dict[str, Any], batch: Batch) -> None:
+        execution, node = item.execution, item.node
+        node_spec = spec.node(node.node_id)
         try:
             node.config = resolve(node_spec.config, outputs)
         except TemplateResolutionError as exc:
             self.give_up(execution, node, str(exc), batch)
             return
-        timeout_s = node_spec.timeout_seconds or conf().node_timeout_seconds
-        node.status = NodeStatus.QUEUED
-        node.lease_expires_at = node.queued_at + timedelta(seconds=countdown_s + timeout_s + LEASE_GRACE_S)
-        node.save()
-        batch.node_changed(node)
-        batch.record(execution, "node_queued", node.node_id, attempt=node.attempt)
         payload = {
             "execution_id": str(execution.pk),
             "node_id": node.node_id,
@@ -308,39 +414,50 @@ class Scheduler:
             "config": node.config,
             "upstream": {dep: outputs.get(dep) for dep in node_spec.dependencies},
             "input": execution.input,
-            "timeout_seconds": timeout_s,
+            "timeout_seconds": node_spec.timeout_seconds or conf().node_timeout_seconds,
         }
-        batch.dispatches.append(Dispatch(payload=payload, countdown_s=countdown_s))
+        batch.dispatches.append(Dispatch(payload=payload, countdown_s=item.countdown_s))
 
     def finish(self, execution: Execution, status: str, error: str, batch: Batch) -> None:
         """End the execution; nodes that can no longer run become SKIPPED."""
         execution.status, execution.error, execution.finished_at = status, error, timezone.now()
         batch.record(execution, status.lower(), error=error)
-        if status == ExecutionStatus.FAILED:
-            pending = list(NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING))
-            NodeRun.objects.filter(pk__in=[node.pk for node in pending]).update(status=NodeStatus.SKIPPED)
-            for node in pending:
+        if status != ExecutionStatus.FAILED:
+            return
+        cached = batch.nodes[str(execution.pk)]
+        started = [node_id for node_id, node in cached.items() if node.status != NodeStatus.PENDING]
+        NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING).exclude(
+            node_id__in=started
+        ).update(status=NodeStatus.SKIPPED)
+        for node in cached.values():
+            if node.status == NodeStatus.PENDING:
                 node.status = NodeStatus.SKIPPED
-                batch.node_changed(node)
+                batch.changed(node)
+        mirrored = batch.mirrored[str(execution.pk)]
+        for node in NodeRun.objects.filter(execution=execution, status=NodeStatus.SKIPPED):
+            mirrored.setdefault(node.node_id, node)
 
     def send(self, batch: Batch) -> None:
         """After commit: mirror the new state, enqueue the tasks, announce the dispatches.
 
-        Each effect is retried on its own until it succeeds, so a Redis or Kafka outage delays
-        a batch but never repeats an effect that already happened. A crash here is covered by
-        the leases: the reconciler dispatches again what was never enqueued.
+        Each effect is retried until it succeeds, and a retry resumes where the failure left
+        off, so an outage delays a batch but never repeats what already happened. A crash here
+        is covered by the leases: the reconciler dispatches again what was never enqueued.
         """
-        retry_until_done(
-            lambda: mirror.publish(
-                (execution, batch.changed_nodes[key].values()) for key, execution in batch.executions.items()
-            )
-        )
-        metrics.record_node_outcomes(
-            node for nodes in batch.changed_nodes.values() for node in nodes.values()
-        )
-        for dispatch in batch.dispatches:
-            retry_until_done(lambda dispatch=dispatch: enqueue(dispatch))
+        changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
+        retry_until_done(lambda: mirror.publish(changes))
+        metrics.record_node_outcomes(node for nodes in batch.mirrored.values() for node in nodes.values())
+        sent = 0
+
+        def enqueue_rest() -> None:
+            nonlocal sent
+            with celery_app.producer_or_acquire() as producer:
+                for dispatch in batch.dispatches[sent:]:
+                    enqueue(dispatch, producer)
+                    sent += 1
+
         if batch.dispatches:
+            retry_until_done(enqueue_rest)
             announcements = [
                 (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
                 for d in batch.dispatches
@@ -351,11 +468,30 @@ class Scheduler:
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
 
 
-def enqueue(dispatch: Dispatch) -> None:
+def needed_outputs(spec: WorkflowSpec, node_id: str) -> set[str]:
+    """The nodes whose outputs a node's task carries: its dependencies and what its templates read."""
+    node_spec = spec.node(node_id)
+    return {*node_spec.dependencies, *node_spec.references}
+
+
+def group_by_execution(queued: Iterable[Queued]) -> dict[str, list[Queued]]:
+    grouped: dict[str, list[Queued]] = {}
+    for item in queued:
+        grouped.setdefault(str(item.execution.pk), []).append(item)
+    return grouped
+
+
+def enqueue(dispatch: Dispatch, producer: Any) -> None:
+    """Send one node task; no result is kept, and the log shows ids rather than the payload."""
     payload = dispatch.payload
+    identifier = task_id(payload["execution_id"], payload["node_id"], payload["attempt"])
     celery_app.send_task(
         RUN_NODE_TASK,
         args=[payload],
-        task_id=task_id(payload["execution_id"], payload["node_id"], payload["attempt"]),
+        task_id=identifier,
         countdown=dispatch.countdown_s or None,
+        producer=producer,
+        ignore_result=True,
+        argsrepr=identifier,
+        kwargsrepr="{}",
     )
