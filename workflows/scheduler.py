@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
 from workers.handlers import handler_names
-from workflows import kafka_io, metrics, mirror, outbox
+from workflows import bulk, kafka_io, metrics, mirror, outbox
 from workflows.conf import conf
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.events import (
@@ -56,7 +56,6 @@ MAX_LOST_ATTEMPTS = 5
 RECONCILE_BATCH_SIZE = 500
 RECONCILE_INTERVAL_S = 1.0
 RELAY_INTERVAL_S = 0.02
-NODE_WRITE_BATCH = 500
 SEND_RETRY_BACKOFF_S = 0.2
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
@@ -172,7 +171,7 @@ class Batch:
 
     def save(self) -> None:
         """Write everything the batch changed: a handful of statements, whatever its size."""
-        NodeRun.objects.bulk_update(list(self.dirty.values()), NODE_FIELDS, batch_size=NODE_WRITE_BATCH)
+        bulk.update_nodes(list(self.dirty.values()), NODE_FIELDS)
         for execution in self.executions.values():
             execution.save(update_fields=EXECUTION_FIELDS)
         ExecutionEvent.objects.bulk_create(self.history)

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from workers.handlers import handler_names
-from workflows import mirror, outbox
+from workflows import bulk, mirror, outbox
 from workflows.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.errors import WorkflowError
 from workflows.events import WORKFLOW_START, task_id
@@ -74,12 +74,7 @@ def workflow_submit(*, data: object, input: dict[str, Any] | None = None, trigge
 
 
 def insert_pending_nodes(execution: Execution, spec: WorkflowSpec) -> None:
-    """Insert one PENDING row per node: COPY on PostgreSQL, one executemany on SQLite.
-
-    A 100,000-node workflow is common enough to matter: the ORM's bulk_create spends most of its
-    time preparing 17 values per row, so the rows go in as plain tuples of the columns that have
-    no default in the database.
-    """
+    """Insert one PENDING row per node, as plain tuples (see workflows/bulk.py)."""
     meta = NodeRun._meta
     execution_column = meta.get_field("execution")
     execution_value = execution_column.get_db_prep_value(execution.pk, connection)
@@ -92,21 +87,14 @@ def insert_pending_nodes(execution: Execution, spec: WorkflowSpec) -> None:
         "worker": "",
     }
     columns = [execution_column.column, "node_id", "handler", "pending_deps", "position", *defaults]
-    table = connection.ops.quote_name(meta.db_table)
-    names = ", ".join(connection.ops.quote_name(column) for column in columns)
     fixed = tuple(defaults.values())
-    rows = (
-        (execution_value, node.id, node.handler, len(node.dependencies), position, *fixed)
-        for position, node in enumerate(spec.nodes)
+    bulk.insert_nodes(
+        columns,
+        (
+            (execution_value, node.id, node.handler, len(node.dependencies), position, *fixed)
+            for position, node in enumerate(spec.nodes)
+        ),
     )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            placeholders = ", ".join(["%s"] * len(columns))
-            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", rows)
 
 
 @transaction.atomic

@@ -272,7 +272,7 @@ def test_production_may_allow_anonymous_writes_explicitly() -> None:
 
 
 def test_development_needs_no_token() -> None:
-    result = load_settings(DJANGO_ENV="development", WORKFLOWS_API_TOKEN=None, SECRET_KEY=None)
+    result = load_settings(DJANGO_ENV="development", WORKFLOWS_API_TOKEN=None, SECRET_KEY=None, DEBUG="true")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
