@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
 from workflows import services
 from workflows.dag import WorkflowSpec
 from workflows.errors import WorkflowError
@@ -349,3 +351,27 @@ def status_lines(state: State) -> list[str]:
     if node_errors:
         lines += ["", "Node errors:", *node_errors]
     return lines
+
+
+class ExecutionActionCommand(BaseCommand):
+    """A command that applies one service to each execution id it is given (cancel, retry)."""
+
+    done = ""
+
+    def act(self, execution_id: str) -> object:
+        raise NotImplementedError
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("execution_ids", nargs="+", metavar="EXECUTION_ID")
+
+    def handle(self, *args: object, execution_ids: list[str], **options: object) -> None:
+        refused = 0
+        for execution_id in execution_ids:
+            try:
+                self.act(execution_id)
+                self.stdout.write(f"{execution_id}: {self.done}")
+            except WorkflowError as exc:
+                self.stderr.write(f"{execution_id}: {exc.message}")
+                refused += 1
+        if refused:
+            raise CommandError(f"{refused} of {len(execution_ids)} refused", returncode=EXIT_INVALID)
