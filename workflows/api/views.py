@@ -26,7 +26,7 @@ from workflows import selectors, services
 from workflows.__about__ import SERVICE_NAME, VERSION
 from workflows.api import examples, serializers
 from workflows.health import health
-from workflows.models import ExecutionStatus
+from workflows.models import Execution, ExecutionStatus
 
 WORKFLOWS, EXECUTIONS, CONTROL, OPERATIONS = "workflows", "executions", "control", "operations"
 LEGACY_TRIGGER_PREFIX = "/workflow/trigger/"
@@ -164,6 +164,11 @@ class TriggerSchema(AutoSchema):
         return self.legacy()
 
 
+def action_response(execution: Execution, status: str, message: str) -> Response:
+    """The answer to trigger, cancel and retry, in the original engine's shape."""
+    return Response({"status": status, "execution_id": str(execution.pk), "message": message})
+
+
 class WorkflowTriggerView(APIView):
     """Start a submitted execution (also served at /workflow/trigger/{id}, as the original did)."""
 
@@ -184,13 +189,7 @@ class WorkflowTriggerView(APIView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_trigger(execution_id=execution_id)
-        return Response(
-            {
-                "status": "triggered",
-                "execution_id": str(execution.pk),
-                "message": "Workflow execution started",
-            }
-        )
+        return action_response(execution, "triggered", "Workflow execution started")
 
 
 class WorkflowCancelView(APIView):
@@ -211,13 +210,7 @@ class WorkflowCancelView(APIView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_cancel(execution_id=execution_id)
-        return Response(
-            {
-                "status": "cancelled",
-                "execution_id": str(execution.pk),
-                "message": "Workflow execution cancelled",
-            }
-        )
+        return action_response(execution, "cancelled", "Workflow execution cancelled")
 
 
 class WorkflowRetryView(APIView):
@@ -239,13 +232,7 @@ class WorkflowRetryView(APIView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = services.execution_retry(execution_id=execution_id)
-        return Response(
-            {
-                "status": "retrying",
-                "execution_id": str(execution.pk),
-                "message": "Failed nodes will run again",
-            }
-        )
+        return action_response(execution, "retrying", "Failed nodes will run again")
 
 
 class WorkflowEventsView(APIView):
