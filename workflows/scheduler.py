@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from confluent_kafka import KafkaException, Message
@@ -22,10 +21,9 @@ from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
-from workers.handlers import handler_names
 from workflows import bulk, kafka_io, metrics, mirror, outbox
 from workflows.conf import conf
-from workflows.dag import WorkflowSpec, parse_workflow
+from workflows.dag import WorkflowSpec
 from workflows.events import (
     RUN_NODE_TASK,
     TASK_COMPLETE,
@@ -43,14 +41,13 @@ from workflows.models import (
     ExecutionStatus,
     NodeRun,
     NodeStatus,
-    WorkflowDefinition,
 )
 from workflows.scheduling import ready_children, retry_delay
+from workflows.selectors import definition_spec
 from workflows.templates import TemplateResolutionError, resolve
 from workflowsite.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
-SPEC_CACHE_SIZE = 256
 LEASE_GRACE_S = 5.0
 MAX_LOST_ATTEMPTS = 5
 RECONCILE_BATCH_SIZE = 500
@@ -74,13 +71,6 @@ def retry_until_done(work: Callable[[], None]) -> None:
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
-
-
-@lru_cache(maxsize=SPEC_CACHE_SIZE)
-def load_spec(definition_id: str) -> WorkflowSpec:
-    """Parse a stored definition once per process; definitions never change."""
-    stored = WorkflowDefinition.objects.only("spec").get(pk=definition_id).spec
-    return parse_workflow(stored, handlers=handler_names())
 
 
 @dataclass
@@ -263,7 +253,7 @@ class Scheduler:
         for report in reports:
             execution = batch.executions.get(report.execution_id)
             if execution is not None:
-                children = load_spec(str(execution.definition_id)).children.get(report.node_id, ())
+                children = definition_spec(execution.definition_id).children.get(report.node_id, ())
                 wanted.setdefault(report.execution_id, set()).update((report.node_id, *children))
         for execution_id, node_ids in wanted.items():
             batch.load_nodes(batch.executions[execution_id], node_ids)
@@ -277,7 +267,7 @@ class Scheduler:
         if execution.started_at is None:
             execution.started_at = timezone.now()
             batch.record(execution, "started")
-        spec = load_spec(str(execution.definition_id))
+        spec = definition_spec(execution.definition_id)
         ready = NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING, pending_deps=0)
         for node in batch.remember(execution, ready):
             if node.status == NodeStatus.PENDING and node.pending_deps == 0:
@@ -294,7 +284,7 @@ class Scheduler:
         node.finished_at = parse_datetime(report.finished_at or "") or timezone.now()
         node.worker = report.worker
         node.lease_expires_at = None
-        spec = load_spec(str(execution.definition_id))
+        spec = definition_spec(execution.definition_id)
         if report.status == NodeStatus.COMPLETED:
             self.node_completed(execution, node, report.output, spec, batch)
         else:
@@ -316,7 +306,7 @@ class Scheduler:
             return
         node.lost_attempts += 1
         batch.record(execution, "node_lost", node.node_id, attempt=attempt)
-        self.queue(execution, node, load_spec(str(execution.definition_id)), batch)
+        self.queue(execution, node, definition_spec(execution.definition_id), batch)
 
     def node_completed(
         self, execution: Execution, node: NodeRun, output: Any, spec: WorkflowSpec, batch: Batch
@@ -385,7 +375,7 @@ class Scheduler:
         fails its node."""
         for execution_id, queued in group_by_execution(batch.queued).items():
             execution = batch.executions[execution_id]
-            spec = load_spec(str(execution.definition_id))
+            spec = definition_spec(execution.definition_id)
             needed = {dep for item in queued for dep in needed_outputs(spec, item.node.node_id)}
             batch.load_nodes(execution, needed)
             outputs = {

@@ -1,14 +1,33 @@
 """Queries the API, the admin and the commands read through."""
 
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from django.db.models import QuerySet
 from redis import RedisError
 
+from workers.handlers import handler_names
 from workflows import mirror
+from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
-from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionEvent, NodeRun, NodeStatus
+from workflows.models import (
+    TERMINAL_EXECUTION_STATUSES,
+    Execution,
+    ExecutionEvent,
+    NodeRun,
+    NodeStatus,
+    WorkflowDefinition,
+)
+
+SPEC_CACHE_SIZE = 256
+
+
+@lru_cache(maxsize=SPEC_CACHE_SIZE)
+def definition_spec(definition_id: object) -> WorkflowSpec:
+    """A stored definition, parsed once per process: definitions never change."""
+    stored = WorkflowDefinition.objects.only("spec").get(pk=definition_id).spec
+    return parse_workflow(stored, handlers=handler_names())
 
 
 def parse_execution_id(execution_id: object) -> uuid.UUID:

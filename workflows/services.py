@@ -24,7 +24,7 @@ from workflows.models import (
     NodeStatus,
     WorkflowDefinition,
 )
-from workflows.selectors import execution_locked
+from workflows.selectors import definition_spec, execution_locked
 from workflowsite.celery import app as celery_app
 
 NODE_INSERT_BATCH = 2000
@@ -162,7 +162,7 @@ def execution_retry(*, execution_id: object) -> Execution:
             "only FAILED or CANCELLED executions can be retried",
             status=409,
         )
-    spec = parse_workflow(execution.definition.spec, handlers=handler_names())
+    spec = definition_spec(execution.definition_id)
     statuses = dict(execution.nodes.values_list("node_id", "status"))
     reset = list(execution.nodes.filter(status__in=RESETTABLE_NODE_STATUSES))
     for node in reset:
