@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 500
 POLL_TIMEOUT_S = 0.05
 RETRY_BACKOFF_S = 0.2
+METADATA_TIMEOUT_S = 2.0
 RETRYABLE = (DatabaseError, KafkaException, RedisError)
 MAX_RETRY_BACKOFF_S = 5.0
 
@@ -74,6 +75,23 @@ class ConsumerLoop:
         if not first:
             return []
         return first + self.consumer.consume(self.batch_size - 1, 0)
+
+    def caught_up_partitions(self, topic: str) -> tuple[frozenset[int], int]:
+        """The partitions of `topic` assigned to this member that it has read to the end, and the
+        topic's partition count. Work that must not run while messages wait unread (declaring an
+        attempt lost whose report sits in Kafka) is limited to these."""
+        assigned = [tp for tp in self.consumer.assignment() if tp.topic == topic]
+        if not assigned:
+            return frozenset(), 0
+        count = len(self.consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics[topic].partitions)
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(assigned, METADATA_TIMEOUT_S)}
+        caught_up = set()
+        for tp in self.consumer.position(assigned):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+            offset = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+            if offset >= high or low == high:
+                caught_up.add(tp.partition)
+        return frozenset(caught_up), count
 
     def commit(self) -> None:
         """Commit the batch's offsets. A refused commit (a rebalance moved the partitions, the

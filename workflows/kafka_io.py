@@ -3,6 +3,7 @@
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ logger = logging.getLogger(__name__)
 PRODUCER_FLUSH_TIMEOUT_S = 10.0
 ADMIN_TIMEOUT_S = 10.0
 WARM_UP_TIMEOUT_S = 5.0
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 2_000
 
 _producer: Producer | None = None
 _producer_pid: int | None = None
@@ -35,6 +38,7 @@ def producer() -> Producer:
                 {
                     **_base_config(),
                     "enable.idempotence": True,
+                    "partitioner": "consistent_random",
                     "acks": "all",
                     "linger.ms": 0,
                     "message.timeout.ms": 30000,
@@ -84,10 +88,19 @@ def consumer(group_id: str, topics: list[str]) -> Consumer:
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
             "partition.assignment.strategy": "cooperative-sticky",
+            # A scheduler that dies hands its partitions over within seconds, not librdkafka's 45 s.
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         }
     )
     client.subscribe([conf().topic(name) for name in topics])
     return client
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition our producers put a key in: librdkafka's `consistent_random` partitioner
+    (set explicitly on the producer) is CRC-32 of the key modulo the partition count."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def ensure_topics(partitions: int | None = None) -> list[str]:

@@ -119,6 +119,17 @@ def publish(changes: Iterable[tuple[Execution, Iterable[NodeState]]]) -> None:
     pipe.execute()
 
 
+def fill_missing(execution: Execution, nodes: Iterable[NodeState]) -> None:
+    """Rebuild a missing or partial mirror from the database without overwriting what is there:
+    a field the scheduler wrote meanwhile is newer than this read of the database."""
+    pipe = client().pipeline(transaction=False)
+    pipe.hsetnx(key(execution.pk), SUMMARY_FIELD, json.dumps(execution_summary(execution)))
+    for node in nodes:
+        pipe.hsetnx(key(execution.pk), NODE_PREFIX + node.node_id, json.dumps(node_detail(node)))
+    pipe.expire(key(execution.pk), MIRROR_TTL_S)
+    pipe.execute()
+
+
 def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
     """Publish one execution, tolerating a Redis outage: the mirror is rebuilt on the next read."""
     try:

@@ -34,6 +34,7 @@ from workflows.events import (
     encode,
     task_id,
 )
+from workflows.kafka_io import partition_for
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     Execution,
@@ -172,8 +173,15 @@ class Scheduler:
 
     topics = (WORKFLOW_START, TASK_COMPLETE)
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        ownership: Callable[[], tuple[frozenset[int], int]] | None = None,
+    ) -> None:
+        """`ownership` tells which partitions of task.complete this scheduler owns and has read
+        to the end (and how many there are); without it, the reconciler considers every node."""
         self.rng = rng or random.Random()
+        self.ownership = ownership
         self.next_relay_at = 0.0
         self.next_reconcile_at = 0.0
 
@@ -206,13 +214,20 @@ class Scheduler:
 
         A lease covers the node's timeout plus a grace period, so it expires only when the
         worker died or Redis lost the queued task; such an attempt does not use up the retry
-        budget (the worker itself reports timeouts as failures).
+        budget (the worker itself reports timeouts as failures). Only executions on partitions
+        this scheduler owns and has read to the end are considered: a report still waiting in
+        Kafka (after a restart, a rebalance, an outage) is not a lost attempt.
         """
         expired = list(
             NodeRun.objects.filter(
                 status__in=ACTIVE_NODE_STATUSES, lease_expires_at__lt=timezone.now()
             ).values_list("execution_id", "node_id", "attempt")[:RECONCILE_BATCH_SIZE]
         )
+        if expired and self.ownership is not None:
+            owned, partitions = self.ownership()
+            expired = [
+                row for row in expired if partitions and partition_for(str(row[0]), partitions) in owned
+            ]
         if expired:
             self.run(lambda batch: [self.lease_expired(str(e), n, a, batch) for e, n, a in expired])
 

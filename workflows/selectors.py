@@ -1,5 +1,6 @@
 """Queries the API, the admin and the commands read through."""
 
+import contextlib
 import uuid
 from functools import lru_cache
 from typing import Any
@@ -67,7 +68,8 @@ def status_from_database(execution_id: object) -> tuple[dict[str, Any], dict[str
     """Read the state from the database and rebuild the mirror with it."""
     execution = execution_get(execution_id)
     nodes = list(NodeRun.objects.filter(execution=execution).order_by("position"))
-    mirror.publish_quietly(execution, nodes)
+    with contextlib.suppress(RedisError):  # Redis down: the database answers alone
+        mirror.fill_missing(execution, nodes)
     return mirror.execution_summary(execution), {node.node_id: mirror.node_detail(node) for node in nodes}
 
 

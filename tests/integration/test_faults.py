@@ -43,10 +43,12 @@ PARTITIONS = 3
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POLL_S = 0.5
 KAFKA_TIMEOUT_S = 10.0
-# Longer than a scheduler failover after SIGKILL: the dead consumer keeps its partitions until
-# its session times out (librdkafka's session.timeout.ms, 45 s), and the reconciler would count
-# attempts whose reports are waiting in Kafka as lost meanwhile (see docs/reliability.md).
-FAILOVER_SAFE_TIMEOUT_S = 60
+# Shorter than a scheduler failover after SIGKILL (the dead consumer keeps its partitions until its
+# session times out, 10 s): the reconciler must not count attempts whose reports wait in Kafka
+# meanwhile as lost, since it only looks at partitions its scheduler owns and has read to the end.
+FAILOVER_SAFE_TIMEOUT_S = 4
+# A report applied this long after its node finished waited in Kafka for a scheduler.
+REPORT_WAITED_S = 3
 FAILOVER_DEADLINE_S = 150.0
 SOAK_DEADLINE_S = 300
 
@@ -314,7 +316,7 @@ def test_scheduler_killed_mid_run_and_restarted_resumes_from_offsets_and_databas
         events = assert_ran_once(stack, execution_id, workflow)
         nodes = stack.status(execution_id)["nodes"]
         for node_id, applied in completed_at(events).items():
-            if (applied - moment(nodes[node_id]["finished_at"])).total_seconds() > 10:
+            if (applied - moment(nodes[node_id]["finished_at"])).total_seconds() > REPORT_WAITED_S:
                 waited_in_kafka.append((execution_id, node_id, nodes[node_id]["attempt"]))
     # Reports sent while no scheduler ran waited in Kafka and were applied after the restart,
     # from the committed offsets on: these nodes did not run again.

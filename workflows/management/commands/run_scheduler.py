@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from workflows import kafka_io
 from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
+from workflows.events import TASK_COMPLETE
 from workflows.scheduler import Scheduler
 
 
@@ -18,4 +19,6 @@ class Command(BaseCommand):
         kafka_io.warm_up()
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
-        ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle).run()
+        loop = ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle)
+        scheduler.ownership = lambda: loop.caught_up_partitions(conf().topic(TASK_COMPLETE))
+        loop.run()
