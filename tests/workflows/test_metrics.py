@@ -56,7 +56,15 @@ def node(
     )
 
 
+# librdkafka clients are kept, never destroyed: destroying an admin client while one of its
+# requests is still in flight (a list_topics against a broker that is starting, say) can crash the
+# whole test process.
+RETIRED_KAFKA_CLIENTS: list[object] = []
+
+
 def clear_client_caches() -> None:
+    if health.kafka_admin.cache_info().currsize:
+        RETIRED_KAFKA_CLIENTS.append(health.kafka_admin())
     mirror.client.cache_clear()
     metrics.broker_client.cache_clear()
     conf.cache_clear()
