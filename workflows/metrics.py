@@ -16,8 +16,7 @@ from datetime import datetime
 from functools import cache
 
 import redis
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count
@@ -38,7 +37,6 @@ from redis import RedisError
 from workflows import mirror
 from workflows.conf import conf
 from workflows.events import TASK_COMPLETE, WORKFLOW_START
-from workflows.health import kafka_admin
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
 
 logger = logging.getLogger(__name__)
@@ -221,9 +219,9 @@ def consumer_lag() -> GaugeMetricFamily:
         "Messages on the scheduler's topics that its consumer group has not committed, by partition.",
         labels=["topic", "partition"],
     )
-    admin = kafka_admin()
+    reader = lag_reader()
     topics = [conf().topic(name) for name in SCHEDULER_TOPICS]
-    metadata = admin.list_topics(timeout=KAFKA_TIMEOUT_S)
+    metadata = reader.list_topics(timeout=KAFKA_TIMEOUT_S)
     partitions = [
         TopicPartition(topic, partition)
         for topic in topics
@@ -232,27 +230,32 @@ def consumer_lag() -> GaugeMetricFamily:
     ]
     if not partitions:
         return family
-    group = conf().scheduler_group_id
-    committed_future = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=KAFKA_TIMEOUT_S
-    )[group]
-    latest = admin.list_offsets(
-        {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=KAFKA_TIMEOUT_S
-    )
-    earliest = admin.list_offsets(
-        {tp: OffsetSpec.earliest() for tp in partitions}, request_timeout=KAFKA_TIMEOUT_S
-    )
     committed = {
-        (tp.topic, tp.partition): tp.offset
-        for tp in committed_future.result(KAFKA_TIMEOUT_S).topic_partitions
+        (tp.topic, tp.partition): tp.offset for tp in reader.committed(partitions, timeout=KAFKA_TIMEOUT_S)
     }
     for tp in partitions:
-        high = latest[tp].result(KAFKA_TIMEOUT_S).offset
+        low, high = reader.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
         position = committed.get((tp.topic, tp.partition), -1)
         if position < 0:  # never committed
-            position = earliest[tp].result(KAFKA_TIMEOUT_S).offset
+            position = low
         family.add_metric([tp.topic, str(tp.partition)], max(0, high - position))
     return family
+
+
+@cache
+def lag_reader() -> Consumer:
+    """A consumer in the scheduler's group that never subscribes: it only reads the group's
+    committed offsets and the partitions' watermarks. (The admin client's
+    list_consumer_group_offsets crashes the process on a broker whose offsets topic does not
+    exist yet, in confluent-kafka 2.16.)"""
+    return Consumer(
+        {
+            "bootstrap.servers": conf().kafka_bootstrap_servers,
+            "group.id": conf().scheduler_group_id,
+            "enable.auto.commit": False,
+            "socket.timeout.ms": 2000,
+        }
+    )
 
 
 class EngineCollector(Collector):

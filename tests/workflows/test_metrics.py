@@ -56,19 +56,21 @@ def node(
     )
 
 
-# librdkafka clients are kept, never destroyed: destroying an admin client while one of its
-# requests is still in flight (a list_topics against a broker that is starting, say) can crash the
-# whole test process.
+# Replaced admin clients are kept, never destroyed: destroying one while a request is still in
+# flight could crash the test process. The lag reader, a consumer, is closed properly.
 RETIRED_KAFKA_CLIENTS: list[object] = []
 
 
 def clear_client_caches() -> None:
     if health.kafka_admin.cache_info().currsize:
         RETIRED_KAFKA_CLIENTS.append(health.kafka_admin())
+        health.kafka_admin.cache_clear()
+    if metrics.lag_reader.cache_info().currsize:
+        metrics.lag_reader().close()
+        metrics.lag_reader.cache_clear()
     mirror.client.cache_clear()
     metrics.broker_client.cache_clear()
     conf.cache_clear()
-    health.kafka_admin.cache_clear()
 
 
 @pytest.fixture
