@@ -31,10 +31,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
-from kombu.exceptions import OperationalError as BrokerError
 
-from workflows import scheduler
-from workflows.consumer_loop import ConsumerLoop
 from workflows.devstack import ROOT, Stack, ignore_kafka_error, wait_until
 from workflows.events import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
 from workflows.soak import completions, expected_outputs
@@ -510,53 +507,6 @@ def test_duplicate_stale_out_of_order_and_unknown_task_complete_events_change_no
     assert (stack.status(execution_id), stack.events(execution_id), results(stack, execution_id)) == before
     assert requests.get(stack.url(f"/workflows/{stranger}"), timeout=30).status_code == 404
     assert stack.alive("scheduler")
-
-
-class RefusingConsumer:
-    """Hands out one batch, then nothing; refuses every commit, as during a rebalance."""
-
-    def __init__(self, batch: list[Any]) -> None:
-        self.batches = [batch]
-        self.commits = 0
-
-    def consume(self, num_messages: int, timeout: float) -> list[Any]:
-        return self.batches.pop() if self.batches else []
-
-    def commit(self, asynchronous: bool = True) -> None:
-        self.commits += 1
-        raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION))
-
-
-class GoodMessage:
-    def error(self) -> None:
-        return None
-
-
-def test_a_refused_offset_commit_leaves_the_scheduler_loop_running() -> None:
-    """A commit refused mid-rebalance (or while the coordinator reloads after a broker restart)
-    used to escape ConsumerLoop.run and end the scheduler; the batch is re-applied instead."""
-    handled: list[Any] = []
-    consumer = RefusingConsumer([GoodMessage()])
-    loop = ConsumerLoop(consumer, handled.append)  # type: ignore[arg-type]
-    loop.turn()
-    loop.turn()
-    assert len(handled) == 1 and consumer.commits == 1
-
-
-def test_batch_effects_are_retried_while_the_celery_broker_is_unreachable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Celery reports a Redis broker that is down as kombu's OperationalError, which used to
-    escape the scheduler's retry of post-commit effects and end the scheduler."""
-    monkeypatch.setattr(scheduler, "SEND_RETRY_BACKOFF_S", 0.01)
-    outage = [BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")] * 3
-
-    def enqueue() -> None:
-        if outage:
-            raise outage.pop()
-
-    scheduler.retry_until_done(enqueue)
-    assert not outage
 
 
 @pytest.mark.timeout(SOAK_DEADLINE_S + 60)
