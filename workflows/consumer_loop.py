@@ -53,6 +53,7 @@ class ConsumerLoop:
         try:
             while not self.stopping:
                 self.turn()
+            self.commit(asynchronous=False)
         finally:
             self.consumer.close()
 
@@ -93,14 +94,18 @@ class ConsumerLoop:
                 caught_up.add(tp.partition)
         return frozenset(caught_up), count
 
-    def commit(self) -> None:
-        """Commit the batch's offsets. A refused commit (a rebalance moved the partitions, the
-        broker is away) must not stop the loop: the batch is delivered again and re-applied,
-        which the handler does idempotently; a later commit covers it otherwise."""
+    def commit(self, *, asynchronous: bool = True) -> None:
+        """Commit the offsets of what was processed. During the run the commit is asynchronous:
+        the next batch need not wait for the coordinator, and a commit that is lost or refused
+        (a rebalance moved the partitions, the broker is away) only means those messages are
+        delivered again and re-applied, which the handler does idempotently; a later commit
+        covers them otherwise. On stop the last commit is waited for. A refused commit must
+        never stop the loop."""
         try:
-            self.consumer.commit(asynchronous=False)
+            self.consumer.commit(asynchronous=asynchronous)
         except KafkaException as exc:
-            logger.warning("offset commit failed (%s); the batch will be delivered again", exc)
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                logger.warning("offset commit failed (%s); the batch will be delivered again", exc)
 
     def process(self, messages: Sequence[Message]) -> None:
         """Handle a batch until it succeeds: an outage is retried, a batch never skipped.

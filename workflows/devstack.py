@@ -252,6 +252,7 @@ class PrivateKafka(PrivateService):
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
+                "group.coordinator.append.linger.ms=0",
                 "",
             ]
         )

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workflows.conf import conf
@@ -78,6 +78,12 @@ def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODU
         )
 
 
+def _log_refused_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Asynchronous commits report here; a refused one only means a redelivery."""
+    if error is not None and error.code() != KafkaError._NO_OFFSET:
+        logger.warning("offset commit refused (%s); those messages will be delivered again", error)
+
+
 def consumer(group_id: str, topics: list[str]) -> Consumer:
     """A consumer that commits only when told to, after the batch's effects are durable."""
     client = Consumer(
@@ -91,6 +97,7 @@ def consumer(group_id: str, topics: list[str]) -> Consumer:
             # A scheduler that dies hands its partitions over within seconds, not librdkafka's 45 s.
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+            "on_commit": _log_refused_commit,
         }
     )
     client.subscribe([conf().topic(name) for name in topics])

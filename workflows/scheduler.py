@@ -18,21 +18,18 @@ from confluent_kafka import KafkaException, Message
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
-from workflows import bulk, kafka_io, metrics, mirror, outbox
+from workflows import bulk, kafka_io, metrics, mirror, outbox, task_queue
 from workflows.conf import conf
 from workflows.dag import WorkflowSpec
 from workflows.events import (
-    RUN_NODE_TASK,
     TASK_COMPLETE,
     TASK_DISPATCH,
     WORKFLOW_START,
     TaskComplete,
     decode,
     encode,
-    task_id,
 )
 from workflows.kafka_io import partition_for
 from workflows.models import (
@@ -46,7 +43,6 @@ from workflows.models import (
 from workflows.scheduling import ready_children, retry_delay
 from workflows.selectors import definition_spec
 from workflows.templates import TemplateResolutionError, resolve
-from workflowsite.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 LEASE_GRACE_S = 5.0
@@ -59,16 +55,13 @@ MAX_SEND_RETRY_BACKOFF_S = 5.0
 
 
 def retry_until_done(work: Callable[[], None]) -> None:
-    """Retry effects that must happen once the database has committed (Redis, Kafka down).
-
-    Celery reports an unreachable broker as kombu's OperationalError, not as a RedisError.
-    """
+    """Retry effects that must happen once the database has committed (Redis, Kafka down)."""
     backoff = SEND_RETRY_BACKOFF_S
     while True:
         try:
             work()
             return
-        except (RedisError, KafkaException, BrokerError) as exc:
+        except (RedisError, KafkaException) as exc:
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
@@ -442,31 +435,38 @@ class Scheduler:
             mirrored.setdefault(node.node_id, node)
 
     def send(self, batch: Batch) -> None:
-        """After commit: mirror the new state, enqueue the tasks, announce the dispatches.
+        """After commit: mirror the new state and enqueue the tasks, then announce the dispatches.
 
-        Each effect is retried until it succeeds, and a retry resumes where the failure left
-        off, so an outage delays a batch but never repeats what already happened. A crash here
-        is covered by the leases: the reconciler dispatches again what was never enqueued.
+        The mirror and the queue are written in one Redis transaction, so a retry after an
+        outage repeats neither; each effect is retried until it succeeds. A crash here is
+        covered by the leases: the reconciler dispatches again what was never enqueued.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
-        retry_until_done(lambda: mirror.publish(changes))
+        tasks = [task_queue.message(d.payload, d.countdown_s) for d in batch.dispatches]
+        retry_until_done(lambda: mirror_and_enqueue(changes, tasks))
         metrics.record_node_outcomes(node for nodes in batch.mirrored.values() for node in nodes.values())
-        sent = 0
-
-        def enqueue_rest() -> None:
-            nonlocal sent
-            with celery_app.producer_or_acquire() as producer:
-                for dispatch in batch.dispatches[sent:]:
-                    enqueue(dispatch, producer)
-                    sent += 1
-
         if batch.dispatches:
-            retry_until_done(enqueue_rest)
             announcements = [
                 (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
                 for d in batch.dispatches
             ]
             retry_until_done(lambda: kafka_io.publish(announcements))
+
+
+def mirror_and_enqueue(changes: Iterable[tuple[Execution, Iterable[NodeRun]]], tasks: list[str]) -> None:
+    """One MULTI for the mirror and the queue when the broker is the mirror's Redis (the
+    default); otherwise the mirror's transaction first, then the queue's."""
+    pipe = mirror.client().pipeline(transaction=True)
+    for execution, nodes in changes:
+        mirror.write(pipe, execution, nodes)
+    if task_queue.client() is mirror.client():
+        task_queue.push(pipe, tasks)
+        pipe.execute()
+        return
+    pipe.execute()
+    queue = task_queue.client().pipeline(transaction=True)
+    task_queue.push(queue, tasks)
+    queue.execute()
 
 
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
@@ -483,19 +483,3 @@ def group_by_execution(queued: Iterable[Queued]) -> dict[str, list[Queued]]:
     for item in queued:
         grouped.setdefault(str(item.execution.pk), []).append(item)
     return grouped
-
-
-def enqueue(dispatch: Dispatch, producer: Any) -> None:
-    """Send one node task; no result is kept, and the log shows ids rather than the payload."""
-    payload = dispatch.payload
-    identifier = task_id(payload["execution_id"], payload["node_id"], payload["attempt"])
-    celery_app.send_task(
-        RUN_NODE_TASK,
-        args=[payload],
-        task_id=identifier,
-        countdown=dispatch.countdown_s or None,
-        producer=producer,
-        ignore_result=True,
-        argsrepr=identifier,
-        kwargsrepr="{}",
-    )

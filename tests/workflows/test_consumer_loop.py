@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from workflows import scheduler
 from workflows.consumer_loop import ConsumerLoop
@@ -45,13 +45,11 @@ def test_a_refused_offset_commit_leaves_the_scheduler_loop_running() -> None:
     assert len(handled) == 1 and consumer.commits == 1
 
 
-def test_batch_effects_are_retried_while_the_celery_broker_is_unreachable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Celery reports a Redis broker that is down as kombu's OperationalError, which used to
-    escape the scheduler's retry of post-commit effects and end the scheduler."""
+def test_batch_effects_are_retried_while_redis_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mirror and the Celery queue share one Redis transaction after each batch; an
+    unreachable Redis delays the batch's effects instead of ending the scheduler."""
     monkeypatch.setattr(scheduler, "SEND_RETRY_BACKOFF_S", 0.01)
-    outage = [BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")] * 3
+    outage = [RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")] * 3
 
     def enqueue() -> None:
         if outage:

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 from workflows import kafka_io
 from workflows.conf import conf
@@ -17,6 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         logging.getLogger(__name__).info("scheduler starting, group %s", conf().scheduler_group_id)
         kafka_io.warm_up()
+        # The loop closes a connection that failed (close_old_connections between turns) and
+        # retries the batch; a health-check query before each batch would add a round trip to
+        # every hop of every workflow.
+        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
         loop = ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle)

@@ -1,0 +1,102 @@
+"""The scheduler's queue entries are the ones Celery's own publish makes (workflows/task_queue.py).
+
+Both go to the real Redis; the stack-based tests show stock workers running what the scheduler
+pushes, these show the entry itself has not drifted from what Celery and kombu produce.
+"""
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from django.utils import timezone
+
+from workflows import task_queue
+from workflows.devstack import TEST_REDIS_DB
+from workflows.events import RUN_NODE_TASK, task_id
+from workflowsite.celery import app as celery_app
+
+URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+PAYLOAD = {
+    "execution_id": "0b5f5f40-8e1e-4a43-9d4b-6f3f3c9a5a11",
+    "node_id": "fetch",
+    "position": 0,
+    "attempt": 2,
+    "handler": "call_external_service",
+    "config": {"url": "https://example.test/é", "n": [1, 2.5, None, True]},
+    "upstream": {},
+    "input": {"user": "ü"},
+    "timeout_seconds": 30.0,
+}
+VARYING = ("delivery_tag", "reply_to")
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(URL)
+    client.delete(task_queue.queue_key())
+    yield client
+    client.delete(task_queue.queue_key())
+
+
+def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[str, Any]:
+    identifier = task_id(PAYLOAD["execution_id"], PAYLOAD["node_id"], PAYLOAD["attempt"])
+    with celery_app.connection_for_write(URL) as connection:
+        celery_app.send_task(
+            RUN_NODE_TASK,
+            args=[PAYLOAD],
+            task_id=identifier,
+            countdown=countdown_s,
+            producer=celery_app.amqp.Producer(connection),
+            ignore_result=True,
+            argsrepr=identifier,
+            kwargsrepr="{}",
+        )
+    return json.loads(client.rpop(task_queue.queue_key()))
+
+
+def pushed_by_scheduler(client: redis.Redis, countdown_s: float) -> dict[str, Any]:
+    pipe = client.pipeline(transaction=True)
+    task_queue.push(pipe, [task_queue.message(PAYLOAD, countdown_s)])
+    pipe.execute()
+    return json.loads(client.rpop(task_queue.queue_key()))
+
+
+def comparable(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its body decoded and the per-message values taken out."""
+    return {
+        **entry,
+        "body": json.loads(base64.b64decode(entry["body"])),
+        "properties": {k: v for k, v in entry["properties"].items() if k not in VARYING},
+        "headers": {k: v for k, v in entry["headers"].items() if k not in ("origin", "eta")},
+    }
+
+
+def test_an_immediate_task_entry_is_the_one_celery_publishes(broker: redis.Redis) -> None:
+    ours = pushed_by_scheduler(broker, 0.0)
+    theirs = published_by_celery(broker, None)
+    assert ours["headers"]["eta"] is None and theirs["headers"]["eta"] is None
+    assert comparable(ours) == comparable(theirs)
+    assert comparable(ours)["body"][0] == [PAYLOAD]
+
+
+def test_a_retry_with_a_delay_carries_the_same_eta_celery_would(broker: redis.Redis) -> None:
+    before = timezone.now()
+    ours = pushed_by_scheduler(broker, 7.5)
+    theirs = published_by_celery(broker, 7.5)
+    assert comparable(ours) == comparable(theirs)
+    etas = [datetime.fromisoformat(entry["headers"]["eta"]) for entry in (ours, theirs)]
+    for eta in etas:
+        assert before + timedelta(seconds=7.5) <= eta <= timezone.now() + timedelta(seconds=7.5)
+
+
+def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker: redis.Redis) -> None:
+    entries = [task_queue.message({**PAYLOAD, "node_id": f"n{i}"}) for i in range(3)]
+    pipe = broker.pipeline(transaction=True)
+    task_queue.push(pipe, entries)
+    pipe.execute()
+    taken = [json.loads(broker.rpop(task_queue.queue_key()))["headers"]["id"] for _ in entries]
+    assert [identifier.split(":")[1] for identifier in taken] == ["n0", "n1", "n2"]

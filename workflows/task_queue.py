@@ -1,0 +1,89 @@
+"""Node tasks put on the Celery queue in Redis in the round trip that writes the mirror.
+
+Celery's `send_task` costs about 0.5 ms of Python and one Redis round trip per task, which was
+the largest share of the scheduler's time (docs/performance.md). The scheduler builds instead the
+message Celery's publish builds (task protocol 2 from Celery's own `as_task_v2`, JSON body, kombu's
+Redis envelope) and pushes it with LPUSH on the same MULTI that writes the mirror: one round trip
+per batch for both, and a worker never sees a task before the mirror shows it queued. Workers are
+stock Celery. tests/integration/test_task_queue.py holds the message to what kombu publishes.
+"""
+
+import base64
+import uuid
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from kombu.serialization import dumps as serialize
+from kombu.utils.json import dumps as to_json
+
+from workflows import mirror
+from workflows.events import RUN_NODE_TASK, task_id
+from workflowsite.celery import app as celery_app
+
+ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"
+
+
+@cache
+def client() -> redis.Redis:
+    """The broker's Redis: the mirror's client when both are the same database (the default)."""
+    url = settings.CELERY_BROKER_URL
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured(f"CELERY_BROKER_URL must be a Redis URL (redis:// or rediss://): {url!r}")
+    if url == settings.REDIS_URL:
+        return mirror.client()
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+@cache
+def queue_key() -> str:
+    """The Redis list a priority-0 task of the default queue goes to, as kombu names it."""
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    return f"{prefix}{celery_app.conf.task_default_queue}"
+
+
+def message(payload: dict[str, Any], countdown_s: float = 0.0) -> str:
+    """The queue entry for one node attempt: what `send_task(RUN_NODE_TASK, args=[payload],
+    task_id=..., countdown=..., ignore_result=True)` would push; the log shows the id, not the
+    payload."""
+    identifier = task_id(payload["execution_id"], payload["node_id"], payload["attempt"])
+    headers, properties, body, _ = celery_app.amqp.as_task_v2(
+        identifier,
+        RUN_NODE_TASK,
+        args=[payload],
+        kwargs={},
+        countdown=countdown_s or None,
+        ignore_result=True,
+        argsrepr=identifier,
+        kwargsrepr="{}",
+        origin=ORIGIN,
+    )
+    content_type, content_encoding, data = serialize(body, serializer="json")
+    properties.update(
+        argsrepr=identifier,
+        kwargsrepr="{}",
+        delivery_mode=2,
+        delivery_info={"exchange": "", "routing_key": celery_app.conf.task_default_queue},
+        priority=0,
+        body_encoding="base64",
+        delivery_tag=str(uuid.uuid4()),
+    )
+    return to_json(
+        {
+            "body": base64.b64encode(data.encode()).decode(),
+            "content-encoding": content_encoding,
+            "content-type": content_type,
+            "headers": headers,
+            "properties": properties,
+        }
+    )
+
+
+def push(pipe: redis.client.Pipeline, messages: Sequence[str]) -> None:
+    """Queue the LPUSH of these entries on a pipeline of `client()`."""
+    if messages:
+        pipe.lpush(queue_key(), *messages)
