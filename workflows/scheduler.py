@@ -99,6 +99,7 @@ NODE_FIELDS = [
     "lost_attempts",
 ]
 EXECUTION_FIELDS = ["status", "error", "started_at", "finished_at", "completed_nodes", "failed_nodes"]
+EVENT_FIELDS = ["execution", "at", "kind", "node_id", "detail"]
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Batch:
         """Lock and load, in one query, the executions this batch has not loaded yet."""
         missing = {execution_id for execution_id in execution_ids if execution_id not in self.executions}
         if missing:
-            for execution in Execution.objects.select_for_update().filter(pk__in=missing):
+            for execution in bulk.locked(Execution, missing):
                 self.executions[str(execution.pk)] = execution
                 self.nodes[str(execution.pk)] = {}
                 self.mirrored[str(execution.pk)] = {}
@@ -132,7 +133,7 @@ class Batch:
         cache = self.nodes[str(execution.pk)]
         missing = [node_id for node_id in set(node_ids) if node_id not in cache]
         if missing:
-            self.remember(execution, NodeRun.objects.filter(execution=execution, node_id__in=missing))
+            self.remember(execution, bulk.node_rows(execution.pk, missing))
         return [cache[node_id] for node_id in node_ids if node_id in cache]
 
     def remember(self, execution: Execution, rows: Iterable[NodeRun]) -> list[NodeRun]:
@@ -155,10 +156,13 @@ class Batch:
 
     def save(self) -> None:
         """Write everything the batch changed: a handful of statements, whatever its size."""
-        bulk.update_nodes(list(self.dirty.values()), NODE_FIELDS)
-        for execution in self.executions.values():
-            execution.save(update_fields=EXECUTION_FIELDS)
-        ExecutionEvent.objects.bulk_create(self.history)
+        bulk.execute_together(
+            [
+                bulk.update_statement(list(self.dirty.values()), NODE_FIELDS),
+                bulk.update_statement(list(self.executions.values()), EXECUTION_FIELDS),
+                bulk.insert_statement(self.history, EVENT_FIELDS),
+            ]
+        )
 
 
 class Scheduler:
