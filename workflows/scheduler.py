@@ -9,7 +9,7 @@ the Kafka offsets only after that.
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -110,6 +110,7 @@ class Batch:
     executions: dict[str, Execution] = field(default_factory=dict)
     nodes: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
     dirty: dict[int, NodeRun] = field(default_factory=dict)
+    counted: dict[int, NodeRun] = field(default_factory=dict)
     mirrored: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
     queued: list[Queued] = field(default_factory=list)
     dispatches: list[Dispatch] = field(default_factory=list)
@@ -128,12 +129,22 @@ class Batch:
         self.lock_executions([execution_id])
         return self.executions.get(execution_id)
 
+    def load(self, wanted: Mapping[str, Iterable[str]]) -> None:
+        """Read, in one query, the rows of these nodes (by execution id) not read yet."""
+        missing = {
+            execution_id: [node_id for node_id in set(node_ids) if node_id not in self.nodes[execution_id]]
+            for execution_id, node_ids in wanted.items()
+        }
+        missing = {execution_id: node_ids for execution_id, node_ids in missing.items() if node_ids}
+        if missing:
+            for row in bulk.node_rows(missing):
+                self.nodes[str(row.execution_id)].setdefault(row.node_id, row)
+
     def load_nodes(self, execution: Execution, node_ids: Iterable[str]) -> list[NodeRun]:
         """The rows of these nodes, reading in one query those not read yet."""
+        node_ids = list(node_ids)
+        self.load({str(execution.pk): node_ids})
         cache = self.nodes[str(execution.pk)]
-        missing = [node_id for node_id in set(node_ids) if node_id not in cache]
-        if missing:
-            self.remember(execution, bulk.node_rows(execution.pk, missing))
         return [cache[node_id] for node_id in node_ids if node_id in cache]
 
     def remember(self, execution: Execution, rows: Iterable[NodeRun]) -> list[NodeRun]:
@@ -145,11 +156,18 @@ class Batch:
         found = self.load_nodes(execution, [node_id])
         return found[0] if found else None
 
-    def changed(self, node: NodeRun, *, mirror: bool = True) -> None:
-        """Write this row at the end of the batch (and show it in the mirror, unless told not)."""
+    def changed(self, node: NodeRun) -> None:
+        """Write this row at the end of the batch, and show it in the mirror."""
         self.dirty[node.pk] = node
-        if mirror:
-            self.mirrored[str(node.execution_id)][node.node_id] = node
+        self.mirrored[str(node.execution_id)][node.node_id] = node
+
+    def counted_down(self, node: NodeRun) -> None:
+        """Write this row's `pending_deps` at the end of the batch (the whole row if it changes
+        otherwise too): most rows a batch touches are children that lost a dependency."""
+        self.counted[node.pk] = node
+
+    def only_counted(self) -> list[NodeRun]:
+        return [node for pk, node in self.counted.items() if pk not in self.dirty]
 
     def record(self, execution: Execution, kind: str, node_id: str = "", **detail: Any) -> None:
         self.history.append(ExecutionEvent(execution=execution, kind=kind, node_id=node_id, detail=detail))
@@ -159,6 +177,7 @@ class Batch:
         bulk.execute_together(
             [
                 bulk.update_statement(list(self.dirty.values()), NODE_FIELDS),
+                bulk.update_statement(self.only_counted(), ["pending_deps"]),
                 bulk.update_statement(list(self.executions.values()), EXECUTION_FIELDS),
                 bulk.insert_statement(self.history, EVENT_FIELDS),
             ]
@@ -230,7 +249,7 @@ class Scheduler:
 
     def run(self, apply: Callable[[Batch], object]) -> None:
         batch = Batch()
-        with transaction.atomic():
+        with bulk.pipelined(), transaction.atomic():
             apply(batch)
             self.resolve_queued(batch)
             batch.save()
@@ -260,15 +279,14 @@ class Scheduler:
 
     @staticmethod
     def prefetch(batch: Batch, reports: Iterable[TaskComplete]) -> None:
-        """Read, one query per execution, the reported nodes and their children."""
+        """Read, in one query, the reported nodes and their children."""
         wanted: dict[str, set[str]] = {}
         for report in reports:
             execution = batch.executions.get(report.execution_id)
             if execution is not None:
                 children = definition_spec(execution.definition_id).children.get(report.node_id, ())
                 wanted.setdefault(report.execution_id, set()).update((report.node_id, *children))
-        for execution_id, node_ids in wanted.items():
-            batch.load_nodes(batch.executions[execution_id], node_ids)
+        batch.load(wanted)
 
     def start(self, execution_id: str, batch: Batch) -> None:
         """Queue every node that is ready: on the first start the roots, on a resume the nodes
@@ -330,7 +348,7 @@ class Scheduler:
         children = batch.load_nodes(execution, spec.children.get(node.node_id, ()))
         for child in children:
             child.pending_deps -= 1
-            batch.changed(child, mirror=False)
+            batch.counted_down(child)
         if execution.status != ExecutionStatus.RUNNING:
             return
         waiting = {child.node_id: child for child in children if child.status == NodeStatus.PENDING}
