@@ -10,12 +10,14 @@ executemany, several statements in one round trip on PostgreSQL.
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import TypeVar
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql import Query
+from django.db.models.sql.compiler import SQLCompiler
 
 from workflows.models import NodeRun
 
@@ -31,7 +33,7 @@ class Statement:
 
 
 def _quoted(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return _db().ops.quote_name(name)
 
 
 def _db() -> BaseDatabaseWrapper:
@@ -46,8 +48,6 @@ def update_statement(objs: Sequence[models.Model], field_names: Sequence[str]) -
         return Statement("", [])
     db, meta = _db(), objs[0]._meta
     fields = [meta.get_field(name) for name in field_names]
-    assignments = ", ".join(f"{_quoted(field.column)} = %s" for field in fields)
-    sql = f"UPDATE {_quoted(meta.db_table)} SET {assignments} WHERE {_quoted(meta.pk.column)} = %s"
     rows = [
         (
             *(field.get_db_prep_save(getattr(obj, field.attname), db) for field in fields),
@@ -55,7 +55,7 @@ def update_statement(objs: Sequence[models.Model], field_names: Sequence[str]) -
         )
         for obj in objs
     ]
-    return Statement(sql, rows)
+    return Statement(_update_sql(type(objs[0]), tuple(field_names)), rows)
 
 
 def insert_statement(objs: Sequence[models.Model], field_names: Sequence[str]) -> Statement:
@@ -65,13 +65,25 @@ def insert_statement(objs: Sequence[models.Model], field_names: Sequence[str]) -
         return Statement("", [])
     db, meta = _db(), objs[0]._meta
     fields = [meta.get_field(name) for name in field_names]
-    columns = ", ".join(_quoted(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {_quoted(meta.db_table)} ({columns}) VALUES ({placeholders})"
     rows = [
         tuple(field.get_db_prep_save(field.pre_save(obj, add=True), db) for field in fields) for obj in objs
     ]
-    return Statement(sql, rows)
+    return Statement(_insert_sql(type(objs[0]), tuple(field_names)), rows)
+
+
+@cache
+def _update_sql(model: type[models.Model], field_names: tuple[str, ...]) -> str:
+    meta = model._meta
+    assignments = ", ".join(f"{_quoted(meta.get_field(name).column)} = %s" for name in field_names)
+    return f"UPDATE {_quoted(meta.db_table)} SET {assignments} WHERE {_quoted(meta.pk.column)} = %s"
+
+
+@cache
+def _insert_sql(model: type[models.Model], field_names: tuple[str, ...]) -> str:
+    meta = model._meta
+    columns = ", ".join(_quoted(meta.get_field(name).column) for name in field_names)
+    placeholders = ", ".join(["%s"] * len(field_names))
+    return f"INSERT INTO {_quoted(meta.db_table)} ({columns}) VALUES ({placeholders})"
 
 
 def locked(model: type[M], pks: Collection[object]) -> list[M]:
@@ -100,18 +112,26 @@ def _select(model: type[M], where: str, params: Sequence[object]) -> list[M]:
     """Model instances of the rows matching `where`, converted as the ORM converts them. Rows
     are fetched before anything reads the cursor's description, which is what a psycopg
     pipeline needs (Django's raw() reads the description first)."""
-    meta = model._meta
-    fields = meta.concrete_fields
-    columns = ", ".join(_quoted(field.column) for field in fields)
+    select, names, compiler, converters = _reader(model)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {_quoted(meta.db_table)} WHERE {where}", params)
+        cursor.execute(f"{select} WHERE {where}", params)
         rows = cursor.fetchall()
-    compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, connection.alias)
-    converters = compiler.get_converters([field.get_col(meta.db_table) for field in fields])
     if converters:
         rows = compiler.apply_converters(rows, converters)
-    names = [field.attname for field in fields]
-    return [model.from_db(connection.alias, names, row) for row in rows]
+    return [model.from_db(DEFAULT_DB_ALIAS, names, row) for row in rows]
+
+
+@cache
+def _reader(model: type[models.Model]) -> tuple[str, list[str], SQLCompiler, dict]:
+    """What reading a model's rows needs, worked out once per model: the SELECT of every
+    concrete column, the attribute names, and the ORM's value converters."""
+    db, meta = _db(), model._meta
+    fields = meta.concrete_fields
+    columns = ", ".join(_quoted(field.column) for field in fields)
+    compiler = db.ops.compiler("SQLCompiler")(Query(model), db, DEFAULT_DB_ALIAS)
+    converters = compiler.get_converters([field.get_col(meta.db_table) for field in fields])
+    select = f"SELECT {columns} FROM {_quoted(meta.db_table)}"
+    return select, [field.attname for field in fields], compiler, converters
 
 
 def _marks(values: Collection[object]) -> str:
