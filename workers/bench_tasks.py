@@ -1,8 +1,13 @@
 """No-op Celery tasks for the benchmark's bare-canvas baseline (`python manage.py bench`)."""
 
+from functools import cache
+
+import redis
 from celery import shared_task
+from django.conf import settings
 
 BENCH_NOOP_TASK = "workers.bench_noop"
+BENCH_COUNT_TASK = "workers.bench_count"
 
 
 @shared_task(name=BENCH_NOOP_TASK, ignore_result=False)
@@ -11,3 +16,15 @@ def bench_noop() -> None:
 
     Results are stored (unlike run_node's) because chains and chords are awaited through them.
     """
+
+
+@shared_task(name=BENCH_COUNT_TASK, ignore_result=True)
+def bench_count(counter: str) -> None:
+    """Count one run in Redis and do nothing else: many of these, without results, measure how
+    many tasks a second Celery alone gets through on the same broker and worker."""
+    _redis().incr(counter)
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)

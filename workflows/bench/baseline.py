@@ -1,4 +1,5 @@
-"""The bare Celery canvas baseline: a chain and a chord of no-op tasks on the stack's own workers.
+"""The bare Celery baseline: a chain and a chord of no-op tasks, and a stream of counting no-ops
+without results (Celery's own throughput), on the stack's own workers.
 
 The tasks go to the stack's broker and queue, so the same worker processes run them. A chord needs
 a result backend: the bench gives CELERY_RESULT_BACKEND to the stack's worker processes only, since
@@ -6,17 +7,20 @@ with a backend configured every send_task of the scheduler would also subscribe 
 """
 
 import time
+import uuid
 from collections.abc import Iterator
 
+import redis
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 from celery.result import AsyncResult, GroupResult
 
-from workers.bench_tasks import BENCH_NOOP_TASK
+from workers.bench_tasks import BENCH_COUNT_TASK, BENCH_NOOP_TASK
 from workflows.devstack import Stack
 
 RESULT_BACKEND_URL = "redis://127.0.0.1:6379/14"
 DELETE_CHUNK = 1000
+COUNT_POLL_S = 0.01
 
 
 class Canvas:
@@ -37,6 +41,7 @@ class Canvas:
             broker_connection_retry_on_startup=True,
         )
         self.result_ids: list[str] = []
+        self.counters = redis.Redis.from_url(stack.env["REDIS_URL"])
 
     def noop(self) -> Signature:
         return self.app.signature(BENCH_NOOP_TASK, immutable=True)
@@ -59,6 +64,22 @@ class Canvas:
         self.result_ids.extend(result_ids(result))
         return elapsed
 
+    def run_stream(self, count: int, timeout_s: float) -> float:
+        """Seconds from sending the first of `count` counting no-ops (no results) until all ran."""
+        counter = f"bench:count:{uuid.uuid4().hex}"
+        deadline = time.monotonic() + timeout_s
+        started = time.perf_counter()
+        with self.app.producer_or_acquire() as producer:
+            for _ in range(count):
+                self.app.send_task(BENCH_COUNT_TASK, args=[counter], producer=producer, ignore_result=True)
+        while int(self.counters.get(counter) or 0) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{counter}: not all {count} tasks ran within {timeout_s} s")
+            time.sleep(COUNT_POLL_S)
+        elapsed = time.perf_counter() - started
+        self.counters.delete(counter)
+        return elapsed
+
     def close(self) -> None:
         """Delete the results this run stored, then release the connections."""
         backend = self.app.backend
@@ -66,6 +87,7 @@ class Canvas:
         for start in range(0, len(keys), DELETE_CHUNK):
             backend.client.delete(*keys[start : start + DELETE_CHUNK])
         self.result_ids.clear()
+        self.counters.close()
         self.app.close()
 
 

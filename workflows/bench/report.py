@@ -103,6 +103,8 @@ def canvas_rows(metrics: dict[str, Any], params: dict[str, Any]) -> Iterator[Row
     yield row("Celery canvas", "  per hop", metrics["chain_per_hop_ms"], "ms")
     chord = f"chord: group of {params['chord_width']:,} + callback"
     yield row("Celery canvas", chord, metrics["chord_wall_ms"], "ms")
+    stream = f"{params['stream']:,} no-ops sent at once, no results"
+    yield row("Celery canvas", stream, metrics["stream_tasks_per_s"], "tasks/s")
 
 
 SHAPE_ROWS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Iterator[Row]]] = {
@@ -132,6 +134,9 @@ def comparisons(results: Results) -> dict[str, float | None]:
     return {
         "chain_ours_over_canvas": ratio(results, ("hop_latency", "wall_ms"), ("canvas", "chain_wall_ms")),
         "fan_out_ours_over_canvas": ratio(results, ("fan_out", "wall_ms"), ("canvas", "chord_wall_ms")),
+        "throughput_ours_over_canvas": ratio(
+            results, ("throughput", "nodes_per_s"), ("canvas", "stream_tasks_per_s")
+        ),
     }
 
 
@@ -157,6 +162,10 @@ def rows(results: Results) -> list[Row]:
                 "x",
                 FAN_OUT_RATIO,
             )
+        )
+    if "throughput" in results["shapes"] and "canvas" in results["shapes"]:
+        table.append(
+            row("ours / canvas", "nodes/s / Celery tasks/s", ratios.get("throughput_ours_over_canvas"), "x")
         )
     return table
 

@@ -104,15 +104,21 @@ def ms(seconds: float) -> float:
 
 
 def canvas(bench: Bench) -> ShapeResult:
-    """Celery's own chain and chord of no-op tasks, the same sizes as our chain and fan-out."""
+    """Celery's own chain and chord of no-op tasks, the same sizes as our chain and fan-out, and as
+    many tasks as the throughput shape runs nodes, sent at once without results."""
     sizes = bench.sizes
-    result = ShapeResult(params={"chain_length": sizes.chain_length, "chord_width": sizes.fan_out_width})
+    stream = sizes.throughput_executions * sizes.throughput_nodes
+    result = ShapeResult(
+        params={"chain_length": sizes.chain_length, "chord_width": sizes.fan_out_width, "stream": stream}
+    )
     chain_s = bench.canvas.run_chain(sizes.chain_length, sizes.deadline_s)
     chord_s = bench.canvas.run_chord(sizes.fan_out_width, sizes.deadline_s)
+    stream_s = bench.canvas.run_stream(stream, sizes.deadline_s)
     result.metrics = {
         "chain_wall_ms": ms(chain_s),
         "chain_per_hop_ms": ms(chain_s / sizes.chain_length),
         "chord_wall_ms": ms(chord_s),
+        "stream_tasks_per_s": round(stream / stream_s, 1),
     }
     return result
 
