@@ -7,7 +7,7 @@ import heapq
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from types import MappingProxyType
 
 from workflows.retry import RetryPolicy, RetryPolicyError
@@ -81,9 +81,11 @@ class WorkflowSpec:
     input: dict[str, object] = field(default_factory=dict)
     children: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     _by_id: Mapping[str, NodeSpec] = field(init=False, repr=False, compare=False)
+    known_children: InitVar[Mapping[str, list[str]] | None] = None
 
-    def __post_init__(self) -> None:
-        grouped = _children(self.nodes)
+    def __post_init__(self, known_children: Mapping[str, list[str]] | None) -> None:
+        """`known_children` saves recomputing the edges when the parser has them already."""
+        grouped = _children(self.nodes) if known_children is None else known_children
         frozen_children = {node.id: tuple(grouped.get(node.id, ())) for node in self.nodes}
         object.__setattr__(self, "children", MappingProxyType(frozen_children))
         object.__setattr__(self, "_by_id", MappingProxyType({node.id: node for node in self.nodes}))
@@ -156,7 +158,7 @@ def _parse(data: object, handlers: Mapping[str, str]) -> WorkflowSpec:
     if errors:
         raise DagValidationError(errors)
     assert order is not None  # a cycle always adds an error
-    return WorkflowSpec(name=name, nodes=tuple(order), input=workflow_input)
+    return WorkflowSpec(name=name, nodes=tuple(order), input=workflow_input, known_children=children)
 
 
 def _parse_name(value: object, errors: list[FieldError]) -> str:
@@ -180,7 +182,7 @@ def _optional_object(
     value: object, path: str, node_id: str | None, errors: list[FieldError]
 ) -> dict[str, object]:
     """A copy of an optional JSON object (empty when absent), or an error naming the field."""
-    if value is None:
+    if value is None or value == {}:
         return {}
     if not isinstance(value, dict):
         key = path.rsplit(".", 1)[-1]
