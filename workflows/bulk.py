@@ -22,6 +22,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from workflows.models import NodeRun
 
 M = TypeVar("M", bound=models.Model)
+READ_CHUNK = 1000  # nodes per query: far below either database's limit on parameters
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,25 @@ def locked(model: type[M], pks: Collection[object]) -> list[M]:
 
 
 def node_rows(wanted: Mapping[str, Collection[str]]) -> list[NodeRun]:
-    """The rows of these nodes, by execution id, in one query (row values: PostgreSQL, SQLite)."""
+    """The rows of these nodes, by execution id: one query per READ_CHUNK nodes.
+
+    The condition is one `execution_id = ? AND node_id IN (...)` per execution, joined by OR,
+    which both databases answer from the (execution, node) index; SQLite scans the whole table
+    for the row-value form `(execution_id, node_id) IN (...)`.
+    """
     execution_field = NodeRun._meta.get_field("execution").target_field
-    pairs = [
-        (execution_field.get_db_prep_value(execution_id, connection), node_id)
-        for execution_id, node_ids in wanted.items()
-        for node_id in node_ids
-    ]
-    where = f"({_quoted('execution_id')}, {_quoted('node_id')}) IN ({', '.join(['(%s, %s)'] * len(pairs))})"
-    return _select(NodeRun, where, [value for pair in pairs for value in pair])
+    pairs = [(execution_id, node_id) for execution_id, node_ids in wanted.items() for node_id in node_ids]
+    rows: list[NodeRun] = []
+    for start in range(0, len(pairs), READ_CHUNK):
+        by_execution: dict[str, list[str]] = {}
+        for execution_id, node_id in pairs[start : start + READ_CHUNK]:
+            by_execution.setdefault(execution_id, []).append(node_id)
+        terms, params = [], []
+        for execution_id, node_ids in by_execution.items():
+            terms.append(f"({_quoted('execution_id')} = %s AND {_quoted('node_id')} IN ({_marks(node_ids)}))")
+            params += [execution_field.get_db_prep_value(execution_id, connection), *node_ids]
+        rows += _select(NodeRun, " OR ".join(terms), params)
+    return rows
 
 
 def _select(model: type[M], where: str, params: Sequence[object]) -> list[M]:
