@@ -117,7 +117,11 @@ class _Job:
             self.output = run_handler(self.handler, self.context)
         except Exception as exc:  # any handler failure is the node's failure, reported, not raised
             self.error = f"{type(exc).__name__}: {exc}"
-        self.done.set()
+        except BaseException as exc:  # SystemExit and the like: the node fails, and the thread ends
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.done.set()
 
 
 class _Runner(threading.Thread):

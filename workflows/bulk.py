@@ -7,8 +7,7 @@ parameter tuples instead, with values prepared by the model fields themselves: C
 executemany, several statements in one round trip on PostgreSQL.
 """
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
@@ -22,7 +21,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from workflows.models import NodeRun
 
 M = TypeVar("M", bound=models.Model)
-READ_CHUNK = 1000  # nodes per query: far below either database's limit on parameters
+READ_CHUNK = 400  # nodes per query: with their execution ids, under SQLite's oldest limit of 999 parameters
 
 
 @dataclass(frozen=True)
@@ -149,22 +148,10 @@ def _marks(values: Collection[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-@contextmanager
-def pipelined() -> Iterator[None]:
-    """On PostgreSQL, a pipeline around a transaction: BEGIN travels with the first query and
-    COMMIT with the last writes, two round trips fewer per transaction."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.pipeline():
-        yield
-
-
 def execute_together(statements: Iterable[Statement]) -> None:
     """Execute the statements in order. On PostgreSQL in one pipeline, so one round trip, with
-    server-side parameters (a prepared statement per SQL text instead of Django's client-side
-    quoting of every value)."""
+    server-side parameters instead of Django's client-side quoting of every value. The raw
+    cursor bypasses Django's query log and execute wrappers."""
     wanted = [statement for statement in statements if statement.rows]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -174,7 +161,7 @@ def execute_together(statements: Iterable[Statement]) -> None:
     connection.ensure_connection()
     with (
         connection.wrap_database_errors,
-        connection.connection.pipeline(),  # nests in pipelined()
+        connection.connection.pipeline(),
         psycopg.Cursor(connection.connection) as cursor,
     ):
         for statement in wanted:

@@ -6,14 +6,17 @@ what a batch means. One batch is one database transaction; the effects that leav
 the Kafka offsets only after that.
 """
 
+import itertools
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import redis
 from confluent_kafka import KafkaException, Message
 from django.db import transaction
 from django.utils import timezone
@@ -51,6 +54,8 @@ RECONCILE_BATCH_SIZE = 500
 RECONCILE_INTERVAL_S = 1.0
 RELAY_INTERVAL_S = 0.02
 SEND_RETRY_BACKOFF_S = 0.2
+SENT_MARKER_PREFIX = "wf:sent:"
+SENT_MARKER_TTL_S = 3600
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
 
@@ -249,7 +254,7 @@ class Scheduler:
 
     def run(self, apply: Callable[[Batch], object]) -> None:
         batch = Batch()
-        with bulk.pipelined(), transaction.atomic():
+        with transaction.atomic():
             apply(batch)
             self.resolve_queued(batch)
             batch.save()
@@ -459,13 +464,14 @@ class Scheduler:
     def send(self, batch: Batch) -> None:
         """After commit: mirror the new state and enqueue the tasks, then announce the dispatches.
 
-        The mirror and the queue are written in one Redis transaction, so a retry after an
-        outage repeats neither; each effect is retried until it succeeds. A crash here is
-        covered by the leases: the reconciler dispatches again what was never enqueued.
+        Each effect is retried until it succeeds, and never applied twice (see
+        mirror_and_enqueue). A crash here is covered by the leases: the reconciler dispatches
+        again what was never enqueued.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
         tasks = [task_queue.message(d.payload, d.countdown_s) for d in batch.dispatches]
-        retry_until_done(lambda: mirror_and_enqueue(changes, tasks))
+        marker, attempts = f"{SENT_MARKER_PREFIX}{uuid.uuid4().hex}", itertools.count()
+        retry_until_done(lambda: mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0))
         metrics.record_node_outcomes(node for nodes in batch.mirrored.values() for node in nodes.values())
         if batch.dispatches:
             announcements = [
@@ -475,20 +481,39 @@ class Scheduler:
             retry_until_done(lambda: kafka_io.publish(announcements))
 
 
-def mirror_and_enqueue(changes: Iterable[tuple[Execution, Iterable[NodeRun]]], tasks: list[str]) -> None:
-    """One MULTI for the mirror and the queue when the broker is the mirror's Redis (the
-    default); otherwise the mirror's transaction first, then the queue's."""
-    pipe = mirror.client().pipeline(transaction=True)
-    for execution, nodes in changes:
-        mirror.write(pipe, execution, nodes)
+def mirror_and_enqueue(
+    changes: Iterable[tuple[Execution, Iterable[NodeRun]]], tasks: list[str], marker: str, *, retrying: bool
+) -> None:
+    """Write the mirror and push the tasks: one MULTI when the broker is the mirror's Redis (the
+    default), else the mirror's transaction, then the queue's.
+
+    Each transaction also sets `marker`, unique to the batch. A retry first looks for it: when
+    the EXEC went through but its reply was lost, repeating it would put a node a worker has
+    claimed back to QUEUED and queue its task a second time, and the claim would let the copy run.
+    """
+
+    def write_mirror(pipe: redis.client.Pipeline) -> None:
+        for execution, nodes in changes:
+            mirror.write(pipe, execution, nodes)
+
     if task_queue.client() is mirror.client():
-        task_queue.push(pipe, tasks)
-        pipe.execute()
+        once(mirror.client(), marker, retrying, write_mirror, lambda pipe: task_queue.push(pipe, tasks))
         return
+    once(mirror.client(), marker, retrying, write_mirror)
+    once(task_queue.client(), marker, retrying, lambda pipe: task_queue.push(pipe, tasks))
+
+
+def once(
+    client: redis.Redis, marker: str, retrying: bool, *writes: Callable[[redis.client.Pipeline], None]
+) -> None:
+    """Apply the writes in one MULTI that also sets the marker, unless a retry finds it set."""
+    if retrying and client.exists(marker):
+        return
+    pipe = client.pipeline(transaction=True)
+    for write in writes:
+        write(pipe)
+    pipe.set(marker, 1, ex=SENT_MARKER_TTL_S)
     pipe.execute()
-    queue = task_queue.client().pipeline(transaction=True)
-    task_queue.push(queue, tasks)
-    queue.execute()
 
 
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")

@@ -6,6 +6,7 @@ pushes, these show the entry itself has not drifted from what Celery and kombu p
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,9 +15,10 @@ import pytest
 import redis
 from django.utils import timezone
 
-from workflows import task_queue
+from workflows import mirror, scheduler, task_queue
 from workflows.devstack import TEST_REDIS_DB
 from workflows.events import RUN_NODE_TASK, task_id
+from workflows.models import Execution, NodeRun
 from workflowsite.celery import app as celery_app
 
 URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
@@ -100,3 +102,36 @@ def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker:
     pipe.execute()
     taken = [json.loads(broker.rpop(task_queue.queue_key()))["headers"]["id"] for _ in entries]
     assert [identifier.split(":")[1] for identifier in taken] == ["n0", "n1", "n2"]
+
+
+def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, settings: Any) -> None:
+    """The EXEC of the mirror and the queue went through but its reply was lost; meanwhile a worker
+    took the task and claimed the node. The scheduler's retry must neither put the node back to
+    QUEUED nor queue the task again (the claim would then let the copy run)."""
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+    execution = Execution(id=uuid.uuid4(), name="lost-reply", status="RUNNING", total_nodes=1)
+    node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
+    node.status, node.attempt = "QUEUED", 1
+    changes = [(execution, [node])]
+    tasks = [task_queue.message({**PAYLOAD, "execution_id": str(execution.pk), "attempt": 1})]
+    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    try:
+        scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=False)
+        assert broker.rpop(task_queue.queue_key())  # a worker takes the task ...
+        claimed = {"status": "RUNNING", "handler": "llm", "position": 0, "attempt": 1, "worker": "w"}
+        assert mirror.mark_running(str(execution.pk), "fetch", claimed)  # ... and claims the node
+
+        scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=True)
+
+        assert broker.llen(task_queue.queue_key()) == 0
+        shown = json.loads(broker.hget(mirror.key(execution.pk), "n:fetch"))
+        assert shown["status"] == "RUNNING"
+
+        scheduler.mirror_and_enqueue(changes, tasks, f"{marker}-never-applied", retrying=True)
+        assert broker.llen(task_queue.queue_key()) == 1  # an EXEC that never ran is applied on retry
+    finally:
+        broker.delete(mirror.key(execution.pk), marker, f"{marker}-never-applied")
+        mirror.client.cache_clear()
+        task_queue.client.cache_clear()

@@ -55,3 +55,11 @@ def test_an_overrunning_handler_times_out_and_its_thread_is_not_reused(handler: 
     release.set()
     ran_on[0].join(5)
     assert not ran_on[0].is_alive()  # it ended after its late handler instead of going back to work
+
+
+def test_a_handler_that_exits_fails_its_node_at_once(handler: dict[str, Any]) -> None:
+    def leave(context: NodeContext) -> None:
+        raise SystemExit("bye")
+
+    handler["leave"] = leave
+    assert tasks.run_with_timeout("leave", CONTEXT, 30) == (None, "SystemExit: bye")

@@ -5,7 +5,7 @@ import logging
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from workflows import kafka_io
+from workflows import kafka_io, task_queue
 from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
 from workflows.events import TASK_COMPLETE
@@ -17,6 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         logging.getLogger(__name__).info("scheduler starting, group %s", conf().scheduler_group_id)
+        task_queue.client()  # a broker that is not Redis is refused now, not after the first commit
         kafka_io.warm_up()
         # The loop closes a connection that failed (close_old_connections between turns) and
         # retries the batch; a health-check query before each batch would add a round trip to
