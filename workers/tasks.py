@@ -119,9 +119,8 @@ class _Job:
             self.error = f"{type(exc).__name__}: {exc}"
         except BaseException as exc:  # SystemExit and the like: the node fails, and the thread ends
             self.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.done.set()
+            self.abandoned = True
+        self.done.set()
 
 
 class _Runner(threading.Thread):

@@ -21,16 +21,16 @@ def chain(length: int) -> dict[str, Any]:
 
 
 def test_node_rows_reads_every_asked_node_of_several_executions_across_query_chunks() -> None:
-    big = str(services.workflow_submit(data=chain(bulk.READ_CHUNK + 500)).pk)
+    big = str(services.workflow_submit(data=chain(bulk.READ_CHUNK + 10)).pk)
     small = str(services.workflow_submit(data=chain(5)).pk)
-    wanted = {big: [f"n{i}" for i in range(bulk.READ_CHUNK + 500)], small: ["n0", "n4", "missing"]}
+    wanted = {big: [f"n{i}" for i in range(bulk.READ_CHUNK + 10)], small: ["n0", "n4", "missing"]}
 
     with CaptureQueriesContext(connection) as queries:
         rows = bulk.node_rows(wanted)
 
-    assert len(queries) == 2
+    assert len(queries) == 2  # READ_CHUNK + 13 nodes
     assert sorted((str(row.execution_id), row.node_id) for row in rows) == sorted(
-        [(big, f"n{i}") for i in range(bulk.READ_CHUNK + 500)] + [(small, "n0"), (small, "n4")]
+        [(big, f"n{i}") for i in range(bulk.READ_CHUNK + 10)] + [(small, "n0"), (small, "n4")]
     )
     row = next(row for row in rows if str(row.execution_id) == small and row.node_id == "n4")
     assert isinstance(row, NodeRun) and (row.position, row.handler, row.pending_deps) == (4, "llm", 1)
