@@ -24,6 +24,7 @@ class Sizes:
     cost_sizes: tuple[int, int]
     cost_width: int
     deadline_s: float
+    warm_up_executions: int = 0
 
     @property
     def throughput_nodes(self) -> int:
@@ -41,6 +42,7 @@ FULL = Sizes(
     cost_sizes=(1_000, 10_000),
     cost_width=100,
     deadline_s=900.0,
+    warm_up_executions=40,
 )
 QUICK = Sizes(
     chain_length=10,
