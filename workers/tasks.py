@@ -115,11 +115,9 @@ class _Job:
     def run(self) -> None:
         try:
             self.output = run_handler(self.handler, self.context)
-        except Exception as exc:  # any handler failure is the node's failure, reported, not raised
+        except BaseException as exc:  # any handler failure is the node's failure, reported, not raised
             self.error = f"{type(exc).__name__}: {exc}"
-        except BaseException as exc:  # SystemExit and the like: the node fails, and the thread ends
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.abandoned = True
+            self.abandoned = not isinstance(exc, Exception)  # SystemExit and the like end the thread
         self.done.set()
 
 

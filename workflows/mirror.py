@@ -86,6 +86,7 @@ class PendingNode:
 
 
 NodeState = NodeRun | PendingNode
+Changes = Iterable[tuple[Execution, Iterable[NodeState]]]
 
 
 def node_detail(node: NodeState) -> dict[str, Any]:
@@ -111,11 +112,18 @@ def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[Nod
     pipe.expire(key(execution.pk), MIRROR_TTL_S)
 
 
-def publish(changes: Iterable[tuple[Execution, Iterable[NodeState]]]) -> None:
-    """Write several executions' changes in one round trip."""
-    pipe = client().pipeline(transaction=False)
+def write_changes(
+    pipe: redis.client.Pipeline, changes: Iterable[tuple[Execution, Iterable[NodeState]]]
+) -> None:
+    """Queue the writes for several executions' changes on a pipeline."""
     for execution, nodes in changes:
         write(pipe, execution, nodes)
+
+
+def publish(changes: Changes) -> None:
+    """Write several executions' changes in one round trip."""
+    pipe = client().pipeline(transaction=False)
+    write_changes(pipe, changes)
     pipe.execute()
 
 

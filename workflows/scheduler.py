@@ -481,9 +481,7 @@ class Scheduler:
             retry_until_done(lambda: kafka_io.publish(announcements))
 
 
-def mirror_and_enqueue(
-    changes: Iterable[tuple[Execution, Iterable[NodeRun]]], tasks: list[str], marker: str, *, retrying: bool
-) -> None:
+def mirror_and_enqueue(changes: mirror.Changes, tasks: list[str], marker: str, *, retrying: bool) -> None:
     """Write the mirror and push the tasks: one MULTI when the broker is the mirror's Redis (the
     default), else the mirror's transaction, then the queue's.
 
@@ -493,14 +491,16 @@ def mirror_and_enqueue(
     """
 
     def write_mirror(pipe: redis.client.Pipeline) -> None:
-        for execution, nodes in changes:
-            mirror.write(pipe, execution, nodes)
+        mirror.write_changes(pipe, changes)
+
+    def push_tasks(pipe: redis.client.Pipeline) -> None:
+        task_queue.push(pipe, tasks)
 
     if task_queue.client() is mirror.client():
-        once(mirror.client(), marker, retrying, write_mirror, lambda pipe: task_queue.push(pipe, tasks))
+        once(mirror.client(), marker, retrying, write_mirror, push_tasks)
         return
     once(mirror.client(), marker, retrying, write_mirror)
-    once(task_queue.client(), marker, retrying, lambda pipe: task_queue.push(pipe, tasks))
+    once(task_queue.client(), marker, retrying, push_tasks)
 
 
 def once(
