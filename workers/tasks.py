@@ -1,10 +1,8 @@
-"""The thin Celery task: run one node's handler and report the outcome to Kafka."""
+"""The thin Celery task: run the handlers of the nodes it carries and report each outcome to Kafka."""
 
 import logging
-import queue
 import socket
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task, shared_task
@@ -12,9 +10,10 @@ from celery.signals import worker_process_init, worker_ready
 from confluent_kafka import KafkaException
 from django.utils import timezone
 
-from workers.handlers import NodeContext, run_handler
+from workers.handler_threads import Job, run_all
+from workers.handlers import NodeContext
 from workflows import kafka_io, mirror
-from workflows.events import RUN_NODE_TASK, TASK_COMPLETE, TaskComplete, encode
+from workflows.events import RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
@@ -27,115 +26,92 @@ def connect_producer(**kwargs: object) -> None:
     kafka_io.warm_up()
 
 
-@shared_task(name=RUN_NODE_TASK, bind=True)
-def run_node(self: Task, payload: dict[str, Any]) -> None:
-    """Run the handler, then publish task.complete; the task is acknowledged only after that."""
+@shared_task(name=RUN_NODES_TASK, bind=True)
+def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
+    """Run the task's nodes concurrently and report each outcome to task.complete as it comes;
+    the task is acknowledged only once Kafka has acknowledged every report.
+
+    A task carries one node, or several when the scheduler readied more at once than it spreads
+    over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH).
+    """
     worker = self.request.hostname or socket.gethostname()
-    execution_id, node_id, attempt = payload["execution_id"], payload["node_id"], payload["attempt"]
     started_at = timezone.now().isoformat()
-    if not claim(payload, started_at, worker):
-        logger.info("skipping %s/%s attempt %s: cancelled or already running", execution_id, node_id, attempt)
-        return
-    context = NodeContext(
-        execution_id=execution_id,
-        node_id=node_id,
-        attempt=attempt,
+    jobs = [
+        Job(payload["handler"], context(payload), payload.get("timeout_seconds"))
+        for payload in claimed(payloads, started_at, worker)
+    ]
+    reports = []
+    publication = kafka_io.Publication()
+    for job, output, error in run_all(jobs):
+        report = TaskComplete(
+            job.context.execution_id,
+            job.context.node_id,
+            job.context.attempt,
+            "FAILED" if error else "COMPLETED",
+            output=output,
+            error=error,
+            started_at=started_at,
+            finished_at=timezone.now().isoformat(),
+            worker=worker,
+        )
+        reports.append((TASK_COMPLETE, report.execution_id, encode(report)))
+        publication.send(reports[-1:])
+    deliver(publication, reports)
+
+
+def context(payload: dict[str, Any]) -> NodeContext:
+    return NodeContext(
+        execution_id=payload["execution_id"],
+        node_id=payload["node_id"],
+        attempt=payload["attempt"],
         config=payload.get("config") or {},
         upstream=payload.get("upstream") or {},
         input=payload.get("input") or {},
     )
-    output, error = run_with_timeout(payload["handler"], context, payload.get("timeout_seconds"))
-    report = TaskComplete(
-        execution_id,
-        node_id,
-        attempt,
-        "FAILED" if error else "COMPLETED",
-        output=output,
-        error=error,
-        started_at=started_at,
-        finished_at=timezone.now().isoformat(),
-        worker=worker,
-    )
-    message = [(TASK_COMPLETE, execution_id, encode(report))]
-    while True:  # the outcome must reach Kafka before the task is acknowledged
+
+
+def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> list[dict[str, Any]]:
+    """The payloads whose nodes this worker may run: the mirror marks them RUNNING, and refuses
+    those cancelled or claimed already (a task delivered twice)."""
+    claims = [
+        (
+            payload["execution_id"],
+            payload["node_id"],
+            {
+                "status": "RUNNING",
+                "handler": payload["handler"],
+                "position": payload.get("position", 0),
+                "attempt": payload["attempt"],
+                "started_at": started_at,
+                "worker": worker,
+            },
+        )
+        for payload in payloads
+    ]
+    try:
+        verdicts = mirror.mark_running(claims)
+    except Exception:  # the mirror is a convenience; Redis trouble must not stop the nodes
+        logger.warning("mirror unavailable while claiming %d node(s)", len(claims), exc_info=True)
+        return payloads
+    for payload, verdict in zip(payloads, verdicts, strict=True):
+        if not verdict:
+            logger.info(
+                "skipping %s/%s attempt %s: cancelled or already running",
+                payload["execution_id"],
+                payload["node_id"],
+                payload["attempt"],
+            )
+    return [payload for payload, verdict in zip(payloads, verdicts, strict=True) if verdict]
+
+
+def deliver(publication: kafka_io.Publication, reports: list[tuple[str, str, bytes]]) -> None:
+    """Wait for Kafka to acknowledge the reports, sending them all again until it has."""
+    while True:
         try:
-            kafka_io.publish(message)
+            publication.wait()
             return
         except KafkaException as exc:
-            logger.warning("could not report %s/%s (%s); retrying", execution_id, node_id, exc)
+            logger.warning("could not report %d outcome(s) (%s); retrying", len(reports), exc)
             threading.Event().wait(REPORT_RETRY_S)
-
-
-def claim(payload: dict[str, Any], started_at: str, worker: str) -> bool:
-    """Mark the node RUNNING in the mirror; False when the mirror says not to run it."""
-    running = {
-        "status": "RUNNING",
-        "handler": payload["handler"],
-        "position": payload.get("position", 0),
-        "attempt": payload["attempt"],
-        "started_at": started_at,
-        "worker": worker,
-    }
-    try:
-        return mirror.mark_running(payload["execution_id"], payload["node_id"], running)
-    except Exception:  # the mirror is a convenience; Redis trouble must not stop the node
-        logger.warning("mirror unavailable while claiming %s", payload["node_id"], exc_info=True)
-        return True
-
-
-def run_with_timeout(handler: str, context: NodeContext, timeout_s: float | None) -> tuple[Any, str]:
-    """Run a handler, giving up after timeout_s: a timed-out attempt is a failed attempt.
-
-    The handler runs on a thread of its own so the timeout works in any Celery pool; a handler
-    that overruns is abandoned, and its late result is never reported. The threads are reused:
-    starting one per node cost about 0.6 ms of CPU per node in a busy worker.
-    """
-    job = _Job(handler, context)
-    try:
-        runner = _idle_runners.get_nowait()
-    except queue.Empty:
-        runner = _Runner()
-        runner.start()
-    runner.inbox.put(job)
-    if not job.done.wait(timeout_s):
-        job.abandoned = True
-        return None, f"timed out after {timeout_s}s"
-    return job.output, job.error
-
-
-@dataclass
-class _Job:
-    handler: str
-    context: NodeContext
-    output: Any = None
-    error: str = ""
-    abandoned: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        try:
-            self.output = run_handler(self.handler, self.context)
-        except BaseException as exc:  # any handler failure is the node's failure, reported, not raised
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.abandoned = not isinstance(exc, Exception)  # SystemExit and the like end the thread
-        self.done.set()
-
-
-class _Runner(threading.Thread):
-    """Runs one job at a time, then waits for the next; ends after a job it was abandoned on,
-    so a hung handler keeps only its own thread."""
-
-    def __init__(self) -> None:
-        super().__init__(name="handler", daemon=True)
-        self.inbox: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-
-    def run(self) -> None:
-        while True:
-            job = self.inbox.get()
-            job.run()
-            if job.abandoned:
-                return
-            _idle_runners.put(self)
-
-
-_idle_runners: queue.SimpleQueue[_Runner] = queue.SimpleQueue()
+            publication = kafka_io.Publication()
+            publication.send(reports)

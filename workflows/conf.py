@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class EngineConf:
     scheduler_group_id: str
     mock_latency_seconds: tuple[float, float]
     node_timeout_seconds: float
+    min_tasks_per_batch: int
+    max_nodes_per_task: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -42,4 +45,17 @@ def conf() -> EngineConf:
         scheduler_group_id=raw["SCHEDULER_GROUP_ID"],
         mock_latency_seconds=parse_latency(raw["MOCK_LATENCY_SECONDS"]),
         node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
+        min_tasks_per_batch=at_least_one("MIN_TASKS_PER_BATCH", raw["MIN_TASKS_PER_BATCH"]),
+        max_nodes_per_task=at_least_one("MAX_NODES_PER_TASK", raw["MAX_NODES_PER_TASK"]),
     )
+
+
+def at_least_one(name: str, text: object) -> int:
+    """A count setting: a whole number of at least 1."""
+    try:
+        value = int(str(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImproperlyConfigured(f"WORKFLOW_{name} must be a whole number of at least 1, not {text!r}")
+    return value

@@ -8,12 +8,21 @@ WORKFLOW_START = "workflow.start"
 TASK_DISPATCH = "task.dispatch"
 TASK_COMPLETE = "task.complete"
 ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE)
-RUN_NODE_TASK = "workers.run_node"
+RUN_NODES_TASK = "workers.run_nodes"
 
 
 def task_id(execution_id: str, node_id: str, attempt: int) -> str:
     """The Celery task id of one node attempt, so cancel can revoke exactly that attempt."""
     return f"{execution_id}:{node_id}:{attempt}"
+
+
+def bundle_task_id(payloads: list[dict[str, Any]]) -> str:
+    """The Celery task id of a task running these node attempts: the first one's id, followed by
+    `+N` when N more share the task (cancel revokes only single-node tasks; the worker's claim
+    stops a cancelled node in a shared one)."""
+    first = payloads[0]
+    identifier = task_id(first["execution_id"], first["node_id"], first["attempt"])
+    return f"{identifier}+{len(payloads) - 1}" if len(payloads) > 1 else identifier
 
 
 @dataclass(frozen=True)

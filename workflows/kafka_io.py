@@ -56,26 +56,39 @@ def warm_up() -> None:
         logger.warning("Kafka not reachable yet (%s); the producer will keep trying", exc)
 
 
-def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
-    """Send (logical topic, key, value) messages and wait until Kafka acknowledged every one.
+class Publication:
+    """Messages produced as they come and acknowledged together: one flush for all of them."""
 
-    One flush per call, so a batch costs one round of acknowledgements; raises KafkaException
-    when a message was refused or is still unacknowledged at the deadline.
-    """
-    failures: list[str] = []
+    def __init__(self) -> None:
+        self.client = producer()
+        self.failures: list[str] = []
 
-    def delivered(error: KafkaError | None, message: Message) -> None:
+    def send(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Hand (logical topic, key, value) messages to the producer, which sends them at once."""
+        for topic, key, value in messages:
+            self.client.produce(conf().topic(topic), key=key, value=value, on_delivery=self.delivered)
+
+    def delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
-            failures.append(f"{message.topic()}: {error}")
+            self.failures.append(f"{message.topic()}: {error}")
 
-    client = producer()
-    for topic, key, value in messages:
-        client.produce(conf().topic(topic), key=key, value=value, on_delivery=delivered)
-    remaining = client.flush(timeout_s)
-    if remaining or failures:
-        raise KafkaException(
-            f"Kafka did not acknowledge {remaining or len(failures)} message(s): {'; '.join(failures[:3])}"
-        )
+    def wait(self, timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
+        """Wait until Kafka acknowledged every message sent; raise KafkaException when one was
+        refused or is still unacknowledged at the deadline."""
+        remaining = self.client.flush(timeout_s)
+        if remaining or self.failures:
+            raise KafkaException(
+                f"Kafka did not acknowledge {remaining or len(self.failures)} message(s): "
+                f"{'; '.join(self.failures[:3])}"
+            )
+
+
+def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
+    """Send (logical topic, key, value) messages and wait until Kafka acknowledged every one:
+    one flush per call, so a batch costs one round of acknowledgements."""
+    publication = Publication()
+    publication.send(messages)
+    publication.wait(timeout_s)
 
 
 def _log_refused_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:

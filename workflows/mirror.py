@@ -4,9 +4,10 @@ One hash per execution: field `execution` holds the summary, field `n:<node_id>`
 detail, both as JSON. A missing hash is rebuilt from the database by the selectors.
 """
 
+import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -15,6 +16,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from redis import RedisError
+from redis.exceptions import NoScriptError
 
 from workflows.models import Execution, NodeRun
 
@@ -146,21 +148,31 @@ def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
         logger.warning("Redis unavailable; the mirror of execution %s will be rebuilt on read", execution.pk)
 
 
-@cache
-def claim_script() -> redis.commands.core.Script:
-    """The claim script, sent to Redis once and then called by its hash (EVALSHA)."""
-    return client().register_script(_CLAIM)
+CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()
 
 
-def mark_running(execution_id: str, node_id: str, detail: dict[str, Any]) -> bool:
-    """A worker's claim of a node attempt; False means the worker must not run it.
+def mark_running(claims: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool]:
+    """Workers' claims of node attempts (execution id, node id, RUNNING detail), in one round
+    trip; False means the worker must not run that node.
 
     The database learns the start time with the completion; the mirror shows RUNNING at once.
+    The script is called by its hash and sent only when Redis does not know it (after a restart).
     """
-    verdict = claim_script()(
-        keys=[key(execution_id)], args=[NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]]
-    )
-    return int(verdict) >= 0
+
+    def claim_all() -> list[Any]:
+        pipe = client().pipeline(transaction=False)
+        for execution_id, node_id, detail in claims:
+            pipe.evalsha(
+                CLAIM_SHA, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
+            )
+        return pipe.execute()
+
+    try:
+        verdicts = claim_all()
+    except NoScriptError:  # Redis restarted and forgot the script: no claim was applied
+        client().script_load(_CLAIM)
+        verdicts = claim_all()
+    return [int(verdict) >= 0 for verdict in verdicts]
 
 
 def read(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:

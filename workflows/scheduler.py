@@ -43,7 +43,7 @@ from workflows.models import (
     NodeRun,
     NodeStatus,
 )
-from workflows.scheduling import ready_children, retry_delay
+from workflows.scheduling import bundles, ready_children, retry_delay
 from workflows.selectors import definition_spec
 from workflows.templates import TemplateResolutionError, resolve
 
@@ -469,7 +469,7 @@ class Scheduler:
         again what was never enqueued.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
-        tasks = [task_queue.message(d.payload, d.countdown_s) for d in batch.dispatches]
+        tasks = queue_entries(batch)
         marker, attempts = f"{SENT_MARKER_PREFIX}{uuid.uuid4().hex}", itertools.count()
         retry_until_done(lambda: mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0))
         metrics.record_node_outcomes(node for nodes in batch.mirrored.values() for node in nodes.values())
@@ -517,6 +517,17 @@ def once(
 
 
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
+
+
+def queue_entries(batch: Batch) -> list[str]:
+    """The Celery tasks that carry a batch's dispatches: nodes due now share tasks when there are
+    many (scheduling.bundles); a retry that waits gets a task of its own, with its countdown."""
+    due = [dispatch.payload for dispatch in batch.dispatches if not dispatch.countdown_s]
+    shared = bundles(due, conf().min_tasks_per_batch, conf().max_nodes_per_task)
+    return [
+        *(task_queue.message(list(payloads)) for payloads in shared),
+        *(task_queue.message([d.payload], d.countdown_s) for d in batch.dispatches if d.countdown_s),
+    ]
 
 
 def needed_outputs(spec: WorkflowSpec, node_id: str) -> set[str]:

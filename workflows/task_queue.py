@@ -22,7 +22,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
 
 from workflows import mirror
-from workflows.events import RUN_NODE_TASK, task_id
+from workflows.events import RUN_NODES_TASK, bundle_task_id
 from workflowsite.celery import app as celery_app
 
 ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"
@@ -46,15 +46,15 @@ def queue_key() -> str:
     return f"{prefix}{celery_app.conf.task_default_queue}"
 
 
-def message(payload: dict[str, Any], countdown_s: float = 0.0) -> str:
-    """The queue entry for one node attempt: what `send_task(RUN_NODE_TASK, args=[payload],
-    task_id=..., countdown=..., ignore_result=True)` would push; the log shows the id, not the
-    payload."""
-    identifier = task_id(payload["execution_id"], payload["node_id"], payload["attempt"])
+def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
+    """The queue entry for a task running these node attempts: what `send_task(RUN_NODES_TASK,
+    args=[payloads], task_id=..., countdown=..., ignore_result=True)` would push; the log shows
+    the id, not the payloads."""
+    identifier = bundle_task_id(payloads)
     headers, properties, body, _ = celery_app.amqp.as_task_v2(
         identifier,
-        RUN_NODE_TASK,
-        args=[payload],
+        RUN_NODES_TASK,
+        args=[payloads],
         kwargs={},
         countdown=countdown_s or None,
         ignore_result=True,

@@ -188,6 +188,8 @@ WORKFLOWS = {
     "SCHEDULER_GROUP_ID": os.environ.get("SCHEDULER_GROUP_ID", "workflow-scheduler"),
     "MOCK_LATENCY_SECONDS": os.environ.get("WORKFLOW_MOCK_LATENCY", "1-2"),
     "NODE_TIMEOUT_SECONDS": os.environ.get("WORKFLOW_NODE_TIMEOUT_SECONDS", "300"),
+    "MIN_TASKS_PER_BATCH": os.environ.get("WORKFLOW_MIN_TASKS_PER_BATCH", "8"),
+    "MAX_NODES_PER_TASK": os.environ.get("WORKFLOW_MAX_NODES_PER_TASK", "32"),
 }
 
 LOGGING = {

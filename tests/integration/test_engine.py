@@ -69,6 +69,30 @@ def test_parallel_fan_out_runs_concurrently_and_fans_in(stack: Stack) -> None:
     assert set(results(stack, execution_id)["results"]["D"]) == {"P1", "P2", "P3"}
 
 
+def test_a_fan_out_wider_than_the_worker_pool_runs_at_once_sharing_tasks(stack: Stack) -> None:
+    """24 branches readied together go out as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8) to
+    a worker with 8 threads; each task runs its nodes concurrently, so no branch waits for another."""
+    branches = [
+        node(f"P{i}", "call_external_service", ["A"], url=f"http://svc/{i}", mock_latency_seconds=1.0)
+        for i in range(24)
+    ]
+    workflow = {
+        "name": "Wide",
+        "dag": {"nodes": [node("A", "input"), *branches, node("D", "output", [b["id"] for b in branches])]},
+    }
+    execution_id = stack.submit(workflow, trigger=True)
+    state = stack.wait_finished(execution_id)
+    assert state["status"] == "COMPLETED", state
+    assert {detail["attempt"] for detail in state["nodes"].values()} == {1}
+    spans = [interval(state, branch["id"]) for branch in branches]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), (
+        f"some branches waited for others: {sorted(spans)}"
+    )
+    outputs = results(stack, execution_id)["results"]
+    assert set(outputs["D"]) == {branch["id"] for branch in branches}
+    assert outputs["P7"]["url"] == "http://svc/7"
+
+
 def test_diamond_dispatches_fan_in_node_once(stack: Stack) -> None:
     workflow = {
         "name": "Diamond",

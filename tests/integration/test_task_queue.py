@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from workflows import mirror, scheduler, task_queue
 from workflows.devstack import TEST_REDIS_DB
-from workflows.events import RUN_NODE_TASK, task_id
+from workflows.events import RUN_NODES_TASK, task_id
 from workflows.models import Execution, NodeRun
 from workflowsite.celery import app as celery_app
 
@@ -48,8 +48,8 @@ def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[
     identifier = task_id(PAYLOAD["execution_id"], PAYLOAD["node_id"], PAYLOAD["attempt"])
     with celery_app.connection_for_write(URL) as connection:
         celery_app.send_task(
-            RUN_NODE_TASK,
-            args=[PAYLOAD],
+            RUN_NODES_TASK,
+            args=[[PAYLOAD]],
             task_id=identifier,
             countdown=countdown_s,
             producer=celery_app.amqp.Producer(connection),
@@ -62,7 +62,7 @@ def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[
 
 def pushed_by_scheduler(client: redis.Redis, countdown_s: float) -> dict[str, Any]:
     pipe = client.pipeline(transaction=True)
-    task_queue.push(pipe, [task_queue.message(PAYLOAD, countdown_s)])
+    task_queue.push(pipe, [task_queue.message([PAYLOAD], countdown_s)])
     pipe.execute()
     return json.loads(client.rpop(task_queue.queue_key()))
 
@@ -82,7 +82,18 @@ def test_an_immediate_task_entry_is_the_one_celery_publishes(broker: redis.Redis
     theirs = published_by_celery(broker, None)
     assert ours["headers"]["eta"] is None and theirs["headers"]["eta"] is None
     assert comparable(ours) == comparable(theirs)
-    assert comparable(ours)["body"][0] == [PAYLOAD]
+    assert comparable(ours)["body"][0] == [[PAYLOAD]]
+
+
+def test_nodes_sharing_a_task_travel_in_one_entry_named_after_the_first(broker: redis.Redis) -> None:
+    payloads = [{**PAYLOAD, "node_id": f"n{i}"} for i in range(3)]
+    pipe = broker.pipeline(transaction=True)
+    task_queue.push(pipe, [task_queue.message(payloads)])
+    pipe.execute()
+    entry = comparable(json.loads(broker.rpop(task_queue.queue_key())))
+    assert entry["body"][0] == [payloads]
+    assert entry["headers"]["id"] == f"{task_id(PAYLOAD['execution_id'], 'n0', PAYLOAD['attempt'])}+2"
+    assert entry["headers"]["task"] == RUN_NODES_TASK
 
 
 def test_a_retry_with_a_delay_carries_the_same_eta_celery_would(broker: redis.Redis) -> None:
@@ -96,7 +107,7 @@ def test_a_retry_with_a_delay_carries_the_same_eta_celery_would(broker: redis.Re
 
 
 def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker: redis.Redis) -> None:
-    entries = [task_queue.message({**PAYLOAD, "node_id": f"n{i}"}) for i in range(3)]
+    entries = [task_queue.message([{**PAYLOAD, "node_id": f"n{i}"}]) for i in range(3)]
     pipe = broker.pipeline(transaction=True)
     task_queue.push(pipe, entries)
     pipe.execute()
@@ -115,13 +126,13 @@ def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, se
     node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
     node.status, node.attempt = "QUEUED", 1
     changes = [(execution, [node])]
-    tasks = [task_queue.message({**PAYLOAD, "execution_id": str(execution.pk), "attempt": 1})]
+    tasks = [task_queue.message([{**PAYLOAD, "execution_id": str(execution.pk), "attempt": 1}])]
     marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
     try:
         scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=False)
         assert broker.rpop(task_queue.queue_key())  # a worker takes the task ...
         claimed = {"status": "RUNNING", "handler": "llm", "position": 0, "attempt": 1, "worker": "w"}
-        assert mirror.mark_running(str(execution.pk), "fetch", claimed)  # ... and claims the node
+        assert mirror.mark_running([(str(execution.pk), "fetch", claimed)]) == [True]  # ... claims it
 
         scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=True)
 
