@@ -33,9 +33,18 @@ class Job:
         try:
             self.output = run_handler(self.handler, self.context)
         except BaseException as exc:  # any handler failure is the node's failure, reported, not raised
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.abandoned = not isinstance(exc, Exception)  # SystemExit and the like end the thread
+            self.error = describe(exc)
+            if not isinstance(exc, Exception):
+                self.abandoned = True  # SystemExit and the like end the thread
         self.finished.put(self)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, even for an exception whose message cannot be made."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__} (its message could not be shown)"
 
 
 def run_all(jobs: Sequence[Job]) -> Iterator[tuple[Job, Any, str]]:

@@ -3,6 +3,7 @@
 import logging
 import socket
 import threading
+from dataclasses import replace
 from typing import Any
 
 from celery import Task, shared_task
@@ -13,7 +14,7 @@ from django.utils import timezone
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
 from workflows import kafka_io, mirror
-from workflows.events import RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
+from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
@@ -28,19 +29,26 @@ def connect_producer(**kwargs: object) -> None:
 
 @shared_task(name=RUN_NODES_TASK, bind=True)
 def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
-    """Run the task's nodes concurrently and report each outcome to task.complete as it comes;
-    the task is acknowledged only once Kafka has acknowledged every report.
+    """A task carries one node, or several when the scheduler readied more at once than it
+    spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
+    execute(payloads, self.request.hostname or socket.gethostname())
 
-    A task carries one node, or several when the scheduler readied more at once than it spreads
-    over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH).
-    """
-    worker = self.request.hostname or socket.gethostname()
+
+@shared_task(name=RUN_NODE_TASK, bind=True)
+def run_node(self: Task, payload: dict[str, Any]) -> None:
+    """The one-node task of earlier versions: its messages still queued when workers are
+    upgraded run as a task of one node instead of waiting out their leases."""
+    execute([payload], self.request.hostname or socket.gethostname())
+
+
+def execute(payloads: list[dict[str, Any]], worker: str) -> None:
+    """Run the nodes concurrently and report each outcome to task.complete as it comes; return
+    (so that Celery acknowledges the task) only once Kafka has acknowledged every report."""
     started_at = timezone.now().isoformat()
     jobs = [
         Job(payload["handler"], context(payload), payload.get("timeout_seconds"))
         for payload in claimed(payloads, started_at, worker)
     ]
-    reports = []
     publication = kafka_io.Publication()
     for job, output, error in run_all(jobs):
         report = TaskComplete(
@@ -54,9 +62,8 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
             finished_at=timezone.now().isoformat(),
             worker=worker,
         )
-        reports.append((TASK_COMPLETE, report.execution_id, encode(report)))
-        publication.send(reports[-1:])
-    deliver(publication, reports)
+        send_report(publication, report)
+    deliver(publication)
 
 
 def context(payload: dict[str, Any]) -> NodeContext:
@@ -104,14 +111,26 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
     return [payload for payload, verdict in zip(payloads, verdicts, strict=True) if verdict]
 
 
-def deliver(publication: kafka_io.Publication, reports: list[tuple[str, str, bytes]]) -> None:
-    """Wait for Kafka to acknowledge the reports, sending them all again until it has."""
+def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None:
+    """Hand the report to the producer; one it refuses outright (an output over Kafka's message
+    size) fails the node instead, so that the other nodes of the task are still reported."""
+    try:
+        publication.send([(TASK_COMPLETE, report.execution_id, encode(report))])
+    except KafkaException as exc:
+        logger.error("could not report %s/%s: %s", report.execution_id, report.node_id, exc)
+        failed = replace(report, status="FAILED", output=None, error=f"could not report the outcome: {exc}")
+        publication.send([(TASK_COMPLETE, failed.execution_id, encode(failed))])
+
+
+def deliver(publication: kafka_io.Publication) -> None:
+    """Wait for Kafka to acknowledge the reports, sending again those it has not, until it has."""
     while True:
         try:
             publication.wait()
             return
         except KafkaException as exc:
-            logger.warning("could not report %d outcome(s) (%s); retrying", len(reports), exc)
+            logger.warning(
+                "could not report %d outcome(s) (%s); retrying", len(publication.unacknowledged), exc
+            )
             threading.Event().wait(REPORT_RETRY_S)
-            publication = kafka_io.Publication()
-            publication.send(reports)
+            publication = publication.again()

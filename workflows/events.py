@@ -9,6 +9,7 @@ TASK_DISPATCH = "task.dispatch"
 TASK_COMPLETE = "task.complete"
 ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE)
 RUN_NODES_TASK = "workers.run_nodes"
+RUN_NODE_TASK = "workers.run_node"  # the one-node task of earlier versions, still accepted
 
 
 def task_id(execution_id: str, node_id: str, attempt: int) -> str:

@@ -5,6 +5,7 @@ import os
 import threading
 import zlib
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -57,30 +58,54 @@ def warm_up() -> None:
 
 
 class Publication:
-    """Messages produced as they come and acknowledged together: one flush for all of them."""
+    """Messages produced as they come and acknowledged together: one flush for all of them.
+
+    Those Kafka has not acknowledged stay in `unacknowledged`, so that a retry sends only them.
+    """
 
     def __init__(self) -> None:
         self.client = producer()
+        self.unacknowledged: dict[int, tuple[str, str, bytes]] = {}
         self.failures: list[str] = []
+        self.sent = 0
 
     def send(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
-        """Hand (logical topic, key, value) messages to the producer, which sends them at once."""
-        for topic, key, value in messages:
-            self.client.produce(conf().topic(topic), key=key, value=value, on_delivery=self.delivered)
+        """Hand (logical topic, key, value) messages to the producer, which sends them at once;
+        raises KafkaException when the producer refuses one outright (too large, for one)."""
+        for message in messages:
+            topic, key, value = message
+            self.sent += 1
+            self.unacknowledged[self.sent] = message
+            try:
+                self.client.produce(
+                    conf().topic(topic), key=key, value=value, on_delivery=partial(self.delivered, self.sent)
+                )
+            except BaseException:
+                del self.unacknowledged[self.sent]
+                raise
 
-    def delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
+    def delivered(self, number: int, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self.unacknowledged.pop(number, None)
+        else:
             self.failures.append(f"{message.topic()}: {error}")
 
     def wait(self, timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
         """Wait until Kafka acknowledged every message sent; raise KafkaException when one was
         refused or is still unacknowledged at the deadline."""
-        remaining = self.client.flush(timeout_s)
-        if remaining or self.failures:
+        if self.unacknowledged:
+            self.client.flush(timeout_s)
+        if self.unacknowledged:
             raise KafkaException(
-                f"Kafka did not acknowledge {remaining or len(self.failures)} message(s): "
-                f"{'; '.join(self.failures[:3])}"
+                f"Kafka did not acknowledge {len(self.unacknowledged)} message(s): "
+                f"{'; '.join(self.failures[:3]) or 'no answer in time'}"
             )
+
+    def again(self) -> "Publication":
+        """A new publication of the messages this one could not deliver."""
+        retry = Publication()
+        retry.send(list(self.unacknowledged.values()))
+        return retry
 
 
 def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:

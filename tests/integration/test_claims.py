@@ -1,5 +1,6 @@
 """Workers claim the nodes of a task in the real Redis mirror, in one round trip."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,12 @@ def test_a_task_claims_its_nodes_once_each(execution: Execution) -> None:
     assert mirror.mark_running([claim(execution, "a"), claim(execution, "b", attempt=2)]) == [False, True]
     assert mirror.read(execution.pk)[1]["b"]["attempt"] == 2
     assert mirror.mark_running([claim(execution, "b")]) == [False]  # a superseded attempt
+
+
+def test_a_cancelled_node_is_not_claimed(execution: Execution) -> None:
+    cancelled = {"status": "CANCELLED", "handler": "llm", "position": 0, "attempt": 1}
+    mirror.client().hset(mirror.key(execution.pk), f"{mirror.NODE_PREFIX}a", json.dumps(cancelled))
+    assert mirror.mark_running([claim(execution, "a"), claim(execution, "b")]) == [False, True]
 
 
 def test_a_node_of_an_execution_missing_from_the_mirror_runs_and_writes_nothing(

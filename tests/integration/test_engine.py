@@ -88,6 +88,8 @@ def test_a_fan_out_wider_than_the_worker_pool_runs_at_once_sharing_tasks(stack: 
     assert max(start for start, _ in spans) < min(end for _, end in spans), (
         f"some branches waited for others: {sorted(spans)}"
     )
+    slowest = max(end for _, end in spans) - min(start for start, _ in spans)
+    assert slowest.total_seconds() < 1.8, f"nodes of one task ran one after another: {sorted(spans)}"
     outputs = results(stack, execution_id)["results"]
     assert set(outputs["D"]) == {branch["id"] for branch in branches}
     assert outputs["P7"]["url"] == "http://svc/7"

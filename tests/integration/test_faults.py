@@ -296,6 +296,39 @@ def test_worker_killed_mid_task_its_node_runs_again_on_the_other_worker(fault_st
     assert [(event["node_id"], event["detail"]["attempt"]) for event in lost] == [(node_id, 1)]
 
 
+def test_worker_killed_mid_task_of_several_nodes_each_runs_again_once(fault_stack: Stack) -> None:
+    """24 nodes readied together travel as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8); the
+    worker running some of them dies: each of its nodes gets a new attempt of its own."""
+    stack = fault_stack
+    stack.start("worker2", command_of="worker")
+    workflow = pipeline("worker-kill-shared", steps=1, latency_s=3, timeout_s=5, width=24)
+    execution_id = stack.submit(workflow, trigger=True)
+
+    def busiest_worker() -> list[tuple[str, list[str]]]:
+        running = {
+            name: [node for _, node in stack.running_nodes(name, [execution_id])]
+            for name in ("worker", "worker2")
+        }
+        return [(name, nodes) for name, nodes in running.items() if len(nodes) >= 3]
+
+    victim, killed_nodes = wait_until(busiest_worker, 30, "a task of 3 nodes to start on a worker")[0]
+    survivor = "worker2" if victim == "worker" else "worker"
+    stack.stop(victim, signal.SIGKILL)
+
+    state = stack.wait_finished(execution_id, 60)
+    events = assert_ran_once(stack, execution_id, workflow)
+    lost = Counter(
+        (event["node_id"], event["detail"]["attempt"]) for event in events if event["kind"] == "node_lost"
+    )
+    assert set(killed_nodes) <= {node_id for node_id, _ in lost}  # and those it started meanwhile
+    assert set(lost.values()) == {1} and {attempt for _, attempt in lost} == {1}
+    for node_id, detail in state["nodes"].items():
+        if (node_id, 1) in lost:
+            assert (detail["attempt"], detail["worker"]) == (2, stack.worker_hostname(survivor))
+        else:
+            assert detail["attempt"] == 1
+
+
 def test_scheduler_killed_mid_run_and_restarted_resumes_from_offsets_and_database(fault_stack: Stack) -> None:
     stack = fault_stack
     workflows = [

@@ -70,11 +70,12 @@ def test_nodes_of_one_task_run_at_once_and_come_back_first_finished_first(handle
 
 
 def test_an_overrunning_handler_times_out_alone_and_its_thread_is_not_reused(handler: dict[str, Any]) -> None:
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
     ran_on: list[threading.Thread] = []
 
     def slow(context: NodeContext) -> str:
         ran_on.append(threading.current_thread())
+        started.set()
         release.wait(10)
         return "late"
 
@@ -85,6 +86,7 @@ def test_an_overrunning_handler_times_out_alone_and_its_thread_is_not_reused(han
         for found, output, error in run_all([job("slow", 0.05, "s"), job("ok", 5, "o")])
     }
     assert outcomes["s"] == (None, "timed out after 0.05s")
+    assert started.wait(5)
     assert outcomes["o"][1] == "" and outcomes["o"][0] is not ran_on[0]
     served_by, error = run_one("ok")  # the hung thread is not waited for
     assert error == "" and served_by is not ran_on[0]
@@ -99,3 +101,15 @@ def test_a_handler_that_exits_fails_its_node_at_once(handler: dict[str, Any]) ->
 
     handler["leave"] = leave
     assert run_one("leave", 30) == (None, "SystemExit: bye")
+
+
+def test_an_exception_whose_message_fails_still_fails_its_node_at_once(handler: dict[str, Any]) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    def broken(context: NodeContext) -> None:
+        raise Unprintable
+
+    handler["broken"] = broken
+    assert run_one("broken", None) == (None, "Unprintable (its message could not be shown)")

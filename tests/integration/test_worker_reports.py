@@ -1,0 +1,115 @@
+"""The worker's task body against the real Kafka and Redis: every node of a task is reported,
+even when one outcome cannot be, and a task whose nodes are all refused reports nothing."""
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from workers import tasks
+from workflows import kafka_io, mirror
+from workflows.conf import conf
+from workflows.devstack import TEST_REDIS_DB
+from workflows.events import TASK_COMPLETE
+
+DEADLINE_S = 30.0
+CLOSED_PORT = 1
+
+
+@pytest.fixture
+def reports(settings: Any) -> Iterator[Consumer]:
+    """task.complete under a prefix of this test's own, read from its start."""
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "KAFKA_TOPIC_PREFIX": f"worker-{uuid.uuid4().hex[:8]}."}
+    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    conf.cache_clear()
+    mirror.client.cache_clear()
+    kafka_io.ensure_topics(partitions=1)
+    consumer = kafka_io.consumer(f"test-{uuid.uuid4().hex}", [TASK_COMPLETE])
+    yield consumer
+    consumer.close()
+    kafka_io.delete_topics()
+    conf.cache_clear()
+    mirror.client.cache_clear()
+
+
+def payload(execution_id: str, node_id: str, **config: Any) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "node_id": node_id,
+        "position": 0,
+        "attempt": 1,
+        "handler": "input",
+        "config": config,
+        "upstream": {},
+        "input": {},
+        "timeout_seconds": 10.0,
+    }
+
+
+def read(consumer: Consumer, count: int) -> dict[str, dict[str, Any]]:
+    """The first `count` reports, by node id (fails at the deadline)."""
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(found) < count and time.monotonic() < deadline:
+        for message in consumer.consume(count - len(found), 0.5):
+            if message.error() is None:
+                report = json.loads(message.value())
+                found[report["node_id"]] = report
+    assert len(found) == count, f"got {sorted(found)} of {count} reports"
+    return found
+
+
+def test_an_output_too_large_for_kafka_fails_its_node_and_the_others_are_reported(
+    reports: Consumer,
+) -> None:
+    execution_id = str(uuid.uuid4())
+    huge = "x" * 2_000_000  # over the producer's 1 MB message limit
+    tasks.execute(
+        [
+            payload(execution_id, "small", n=1),
+            payload(execution_id, "huge", blob=huge),
+            payload(execution_id, "last"),
+        ],
+        "worker-test",
+    )
+    found = read(reports, 3)
+    assert found["small"]["status"] == "COMPLETED" and found["small"]["output"] == {"n": 1}
+    assert found["last"]["status"] == "COMPLETED"
+    assert found["huge"]["status"] == "FAILED" and found["huge"]["output"] is None
+    assert "could not report the outcome" in found["huge"]["error"]
+    assert "MSG_SIZE_TOO_LARGE" in found["huge"]["error"]
+
+
+def test_nodes_run_when_the_mirror_is_unreachable(reports: Consumer, settings: Any) -> None:
+    settings.REDIS_URL = f"redis://127.0.0.1:{CLOSED_PORT}/0"
+    mirror.client.cache_clear()
+    execution_id = str(uuid.uuid4())
+    tasks.execute([payload(execution_id, "a"), payload(execution_id, "b")], "worker-test")
+    assert {node: report["status"] for node, report in read(reports, 2).items()} == {
+        "a": "COMPLETED",
+        "b": "COMPLETED",
+    }
+
+
+def test_a_task_whose_nodes_are_all_refused_reports_nothing(reports: Consumer) -> None:
+    """A task delivered twice: its node is already running elsewhere under the same attempt."""
+    execution_id = str(uuid.uuid4())
+    running = {"status": "RUNNING", "handler": "input", "position": 0, "attempt": 1, "worker": "other"}
+    mirror.client().hset(mirror.key(execution_id), "n:a", json.dumps(running))
+    try:
+        tasks.execute([payload(execution_id, "a")], "worker-test")
+        tasks.execute([payload(execution_id, "b")], "worker-test")  # a node it does run, as a marker
+        found = read(reports, 1)
+        assert list(found) == ["b"]
+        assert not reports.consume(1, 1.0)
+    finally:
+        mirror.client().delete(mirror.key(execution_id))
+
+
+def test_a_one_node_task_of_an_earlier_version_still_runs(reports: Consumer) -> None:
+    tasks.run_node(payload(str(uuid.uuid4()), "old", n=2))
+    assert read(reports, 1)["old"]["output"] == {"n": 2}
