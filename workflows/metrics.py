@@ -2,10 +2,11 @@
 
 The scheduler, the workers and the API are separate processes, so per-node counters and
 histograms cannot live in one process's memory: the scheduler adds each batch's finished nodes to
-one Redis hash (`record_node_outcomes`), and `/metrics` reads that hash, counts executions by
-status in the database, and asks Kafka for the scheduler's consumer lag and Redis for the Celery
-queue's depth. A source that is down leaves its metrics out of the answer (and sets
-`workflows_metrics_source_up` to 0) instead of failing or stalling the scrape.
+one Redis hash (`add_outcomes`, in the MULTI that writes the batch's mirror), and `/metrics`
+reads that hash, counts executions by status in the database, and asks Kafka for the scheduler's
+consumer lag and Redis for the Celery queue's depth. A source that is down leaves its metrics
+out of the answer (and sets `workflows_metrics_source_up` to 0) instead of failing or stalling
+the scrape.
 """
 
 import logging
@@ -106,24 +107,18 @@ def outcome_increments(nodes: Iterable[NodeRun]) -> tuple[Counter[str], defaultd
     return counts, sums
 
 
-def record_node_outcomes(nodes: Iterable[NodeRun]) -> None:
-    """Add the COMPLETED and FAILED nodes among `nodes` to the metrics, in one round trip.
+def add_outcomes(pipe: redis.client.Pipeline, nodes: Iterable[NodeRun]) -> None:
+    """Queue on `pipe` what the COMPLETED and FAILED nodes among `nodes` add to the metrics.
 
-    Other statuses are ignored, so a caller may pass every node a batch changed. Metrics are
-    best effort: a Redis error is logged, never raised, so it cannot hold up the scheduler.
+    The scheduler queues this in the MULTI that writes a batch's mirror: a scrape never sees half
+    a batch, and a batch is counted once (a retried MULTI is not applied twice). Other statuses
+    are ignored, so a caller may pass every node a batch changed.
     """
     counts, sums = outcome_increments(nodes)
-    if not counts:
-        return
-    pipe = mirror.client().pipeline(transaction=True)  # MULTI: a scrape never sees half a batch
     for name, amount in counts.items():
         pipe.hincrby(METRICS_KEY, name, amount)
     for name, amount_s in sums.items():
         pipe.hincrbyfloat(METRICS_KEY, name, amount_s)
-    try:
-        pipe.execute()
-    except RedisError as exc:
-        logger.warning("could not record node outcomes in the metrics: %s", exc)
 
 
 def cumulative_buckets(

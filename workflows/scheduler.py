@@ -472,7 +472,6 @@ class Scheduler:
         tasks = queue_entries(batch)
         marker, attempts = f"{SENT_MARKER_PREFIX}{uuid.uuid4().hex}", itertools.count()
         retry_until_done(lambda: mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0))
-        metrics.record_node_outcomes(node for nodes in batch.mirrored.values() for node in nodes.values())
         if batch.dispatches:
             announcements = [
                 (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
@@ -482,8 +481,9 @@ class Scheduler:
 
 
 def mirror_and_enqueue(changes: mirror.Changes, tasks: list[str], marker: str, *, retrying: bool) -> None:
-    """Write the mirror and push the tasks: one MULTI when the broker is the mirror's Redis (the
-    default), else the mirror's transaction, then the queue's.
+    """Write the mirror (and the metrics of the nodes that finished) and push the tasks: one MULTI
+    when the broker is the mirror's Redis (the default), else the mirror's transaction, then the
+    queue's.
 
     Each transaction also sets `marker`, unique to the batch. A retry first looks for it: when
     the EXEC went through but its reply was lost, repeating it would put a node a worker has
@@ -492,6 +492,7 @@ def mirror_and_enqueue(changes: mirror.Changes, tasks: list[str], marker: str, *
 
     def write_mirror(pipe: redis.client.Pipeline) -> None:
         mirror.write_changes(pipe, changes)
+        metrics.add_outcomes(pipe, (node for _, nodes in changes for node in nodes))
 
     def push_tasks(pipe: redis.client.Pipeline) -> None:
         task_queue.push(pipe, tasks)

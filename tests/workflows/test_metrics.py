@@ -3,7 +3,6 @@
 They use the real local Redis, database METRICS_TEST_REDIS_DB, and delete their keys afterwards.
 """
 
-import logging
 import math
 import time
 import uuid
@@ -18,10 +17,10 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from workflows import health, metrics, mirror, services
+from workflows import health, metrics, mirror, scheduler, services, task_queue
 from workflows.api import examples
 from workflows.conf import conf
-from workflows.models import NodeRun, NodeStatus
+from workflows.models import Execution, NodeRun, NodeStatus
 
 METRICS_TEST_REDIS_DB = 13
 T0 = datetime(2025, 1, 6, 10, 0, 0).astimezone()
@@ -69,6 +68,7 @@ def clear_client_caches() -> None:
         metrics.lag_reader().close()
         metrics.lag_reader.cache_clear()
     mirror.client.cache_clear()
+    task_queue.client.cache_clear()
     metrics.broker_client.cache_clear()
     conf.cache_clear()
 
@@ -174,7 +174,16 @@ def test_clock_skew_between_hosts_counts_as_zero_latency() -> None:
     assert sums["node_dispatch_latency_seconds_sum"] == 0.0
 
 
-def test_record_writes_one_hash_in_one_round_trip(
+def record(nodes: list[NodeRun], marker: str = "", *, retrying: bool = False) -> None:
+    """The scheduler's effects of a batch that changed these nodes (of a made-up execution)."""
+    execution = Execution(id=uuid.uuid4(), name="metrics", status="RUNNING", total_nodes=len(nodes))
+    for each in nodes:
+        each.execution = execution
+    marker = marker or f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    scheduler.mirror_and_enqueue([(execution, nodes)], [], marker, retrying=retrying)
+
+
+def test_a_batch_is_counted_in_the_multi_that_writes_its_mirror(
     store: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[bytes] = []
@@ -184,9 +193,9 @@ def test_record_writes_one_hash_in_one_round_trip(
         sent.append(command)
         send(self, command, check_health)
 
-    mirror.client().ping()  # connect first, so that only the recording's traffic is counted
+    mirror.client().ping()  # connect first, so that only the batch's traffic is counted
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting_send)
-    metrics.record_node_outcomes([node(), node(), node("output", NodeStatus.FAILED, finished=0.004)])
+    record([node(), node(), node("output", NodeStatus.FAILED, finished=0.004)])
     assert len(sent) == 1
     stored = {name.decode(): float(amount) for name, amount in store.hgetall(metrics.METRICS_KEY).items()}
     assert stored == pytest.approx(
@@ -203,25 +212,24 @@ def test_record_writes_one_hash_in_one_round_trip(
     )
 
 
-def test_record_of_nothing_finished_sends_nothing(store: redis.Redis) -> None:
-    metrics.record_node_outcomes([node(status=NodeStatus.QUEUED)])
-    assert not store.exists(metrics.METRICS_KEY)
-
-
-def test_record_survives_redis_down(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
-    settings.REDIS_URL = f"redis://{CLOSED_PORT}/0"
-    mirror.client.cache_clear()
+def test_a_batch_retried_after_a_lost_reply_is_counted_once(store: redis.Redis) -> None:
+    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
     try:
-        with caplog.at_level(logging.WARNING, logger="workflows.metrics"):
-            metrics.record_node_outcomes([node()])
+        record([node()], marker)
+        record([node()], marker, retrying=True)  # the EXEC went through; its reply was lost
+        assert store.hget(metrics.METRICS_KEY, "node_runs|llm|COMPLETED") == b"1"
     finally:
-        mirror.client.cache_clear()
-    assert "could not record node outcomes" in caplog.text
+        store.delete(marker)
+
+
+def test_a_batch_with_nothing_finished_counts_nothing(store: redis.Redis) -> None:
+    record([node(status=NodeStatus.QUEUED)])
+    assert not store.exists(metrics.METRICS_KEY)
 
 
 @pytest.mark.django_db
 def test_exposition_shows_every_metric(store: redis.Redis, settings: Any) -> None:
-    metrics.record_node_outcomes([node(), node("llm", NodeStatus.FAILED, started=0.01, finished=0.03)])
+    record([node(), node("llm", NodeStatus.FAILED, started=0.01, finished=0.03)])
     pending = services.workflow_submit(data=examples.WORKFLOW)
     services.workflow_submit(data=examples.WORKFLOW, trigger=True)
     store.rpush(settings.CELERY_TASK_DEFAULT_QUEUE, "task-1", "task-2", "task-3")
