@@ -43,7 +43,7 @@ from workflows.models import (
     NodeRun,
     NodeStatus,
 )
-from workflows.scheduling import bundles, ready_children, retry_delay
+from workflows.scheduling import bundles, ready_children, retry_delay, task_spread
 from workflows.selectors import definition_spec
 from workflows.templates import TemplateResolutionError, resolve
 
@@ -205,6 +205,7 @@ class Scheduler:
         self.ownership = ownership
         self.next_relay_at = 0.0
         self.next_reconcile_at = 0.0
+        self.waiting_tasks = 0  # in the Celery queue when the last batch pushed its tasks
 
     def idle(self) -> None:
         """Between batches: relay the outbox now and then, and look for lost attempts less often."""
@@ -469,9 +470,15 @@ class Scheduler:
         again what was never enqueued.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
-        tasks = queue_entries(batch)
+        tasks = queue_entries(batch, task_spread(self.waiting_tasks, conf().min_tasks_per_batch))
         marker, attempts = f"{SENT_MARKER_PREFIX}{uuid.uuid4().hex}", itertools.count()
-        retry_until_done(lambda: mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0))
+
+        def enqueue() -> None:
+            waiting = mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0)
+            if waiting is not None:
+                self.waiting_tasks = waiting
+
+        retry_until_done(enqueue)
         if batch.dispatches:
             announcements = [
                 (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
@@ -480,10 +487,13 @@ class Scheduler:
             retry_until_done(lambda: kafka_io.publish(announcements))
 
 
-def mirror_and_enqueue(changes: mirror.Changes, tasks: list[str], marker: str, *, retrying: bool) -> None:
+def mirror_and_enqueue(
+    changes: mirror.Changes, tasks: list[str], marker: str, *, retrying: bool
+) -> int | None:
     """Write the mirror (and the metrics of the nodes that finished) and push the tasks: one MULTI
     when the broker is the mirror's Redis (the default), else the mirror's transaction, then the
-    queue's.
+    queue's. Return how many tasks were waiting in the queue before the push (None when a retry
+    found the batch applied already).
 
     Each transaction also sets `marker`, unique to the batch. A retry first looks for it: when
     the EXEC went through but its reply was lost, repeating it would put a node a worker has
@@ -494,37 +504,43 @@ def mirror_and_enqueue(changes: mirror.Changes, tasks: list[str], marker: str, *
         mirror.write_changes(pipe, changes)
         metrics.add_outcomes(pipe, (node for _, nodes in changes for node in nodes))
 
+    waiting_at = 0
+
     def push_tasks(pipe: redis.client.Pipeline) -> None:
-        task_queue.push(pipe, tasks)
+        nonlocal waiting_at
+        waiting_at = task_queue.push(pipe, tasks)
 
     if task_queue.client() is mirror.client():
-        once(mirror.client(), marker, retrying, write_mirror, push_tasks)
-        return
-    once(mirror.client(), marker, retrying, write_mirror)
-    once(task_queue.client(), marker, retrying, push_tasks)
+        replies = once(mirror.client(), marker, retrying, write_mirror, push_tasks)
+    else:
+        once(mirror.client(), marker, retrying, write_mirror)
+        replies = once(task_queue.client(), marker, retrying, push_tasks)
+    return None if replies is None else int(replies[waiting_at])
 
 
 def once(
     client: redis.Redis, marker: str, retrying: bool, *writes: Callable[[redis.client.Pipeline], None]
-) -> None:
-    """Apply the writes in one MULTI that also sets the marker, unless a retry finds it set."""
+) -> list[Any] | None:
+    """Apply the writes in one MULTI that also sets the marker, unless a retry finds it set;
+    return the MULTI's replies, or None when it was applied already."""
     if retrying and client.exists(marker):
-        return
+        return None
     pipe = client.pipeline(transaction=True)
     for write in writes:
         write(pipe)
     pipe.set(marker, 1, ex=SENT_MARKER_TTL_S)
-    pipe.execute()
+    return pipe.execute()
 
 
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
 
 
-def queue_entries(batch: Batch) -> list[str]:
+def queue_entries(batch: Batch, spread: int) -> list[str]:
     """The Celery tasks that carry a batch's dispatches: nodes due now share tasks when there are
-    many (scheduling.bundles); a retry that waits gets a task of its own, with its countdown."""
+    more than `spread` (scheduling.bundles); a retry that waits gets a task of its own, with its
+    countdown."""
     due = [dispatch.payload for dispatch in batch.dispatches if not dispatch.countdown_s]
-    shared = bundles(due, conf().min_tasks_per_batch, conf().max_nodes_per_task)
+    shared = bundles(due, spread, conf().max_nodes_per_task)
     return [
         *(task_queue.message(list(payloads)) for payloads in shared),
         *(task_queue.message([d.payload], d.countdown_s) for d in batch.dispatches if d.countdown_s),

@@ -36,6 +36,18 @@ def retry_delay(policy: RetryPolicy | None, failed_attempt: int, rng: random.Ran
     return policy.delay_before(failed_attempt, rng)
 
 
+def task_spread(waiting_tasks: int, min_tasks: int) -> int:
+    """Over how many Celery tasks at least to spread the nodes a batch readied.
+
+    While no task waits in the queue some workers may be idle, so the nodes are spread over
+    `min_tasks` tasks to reach them. Once tasks wait, every worker is busy and a node in a task of
+    its own only waits longer: the nodes share as few tasks as `bundles` allows. Without this a
+    large DAG could settle into batches of a few reports each, each readying a few nodes, each
+    in a task of its own, with a worker too slow at one task per node to clear the queue.
+    """
+    return min_tasks if waiting_tasks == 0 else 1
+
+
 def bundles(ready: Sequence[T], min_tasks: int, max_per_task: int) -> list[Sequence[T]]:
     """Split the nodes a batch readied into Celery tasks, in order.
 

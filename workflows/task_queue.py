@@ -83,7 +83,11 @@ def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
     )
 
 
-def push(pipe: redis.client.Pipeline, messages: Sequence[str]) -> None:
-    """Queue the LPUSH of these entries on a pipeline of `client()`."""
+def push(pipe: redis.client.Pipeline, messages: Sequence[str]) -> int:
+    """Queue on a pipeline of `client()` an LLEN, the tasks already waiting for a worker, then
+    the LPUSH of these entries; return the LLEN's position among the pipeline's replies."""
+    position = len(pipe)
+    pipe.llen(queue_key())
     if messages:
         pipe.lpush(queue_key(), *messages)
+    return position

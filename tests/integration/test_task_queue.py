@@ -115,6 +115,25 @@ def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker:
     assert [identifier.split(":")[1] for identifier in taken] == ["n0", "n1", "n2"]
 
 
+def test_a_push_tells_how_many_tasks_were_waiting_before_it(broker: redis.Redis, settings: Any) -> None:
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+    execution = Execution(id=uuid.uuid4(), name="waiting", status="RUNNING", total_nodes=1)
+    entries = [task_queue.message([{**PAYLOAD, "node_id": f"n{i}"}]) for i in range(3)]
+    markers = [f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}" for _ in range(3)]
+    try:
+        assert scheduler.mirror_and_enqueue([(execution, [])], entries, markers[0], retrying=False) == 0
+        assert scheduler.mirror_and_enqueue([(execution, [])], entries[:1], markers[1], retrying=False) == 3
+        broker.delete(task_queue.queue_key())  # the workers took everything
+        assert scheduler.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=False) == 0
+        assert scheduler.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=True) is None
+    finally:
+        broker.delete(mirror.key(execution.pk), *markers)
+        mirror.client.cache_clear()
+        task_queue.client.cache_clear()
+
+
 def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, settings: Any) -> None:
     """The EXEC of the mirror and the queue went through but its reply was lost; meanwhile a worker
     took the task and claimed the node. The scheduler's retry must neither put the node back to

@@ -69,6 +69,7 @@ def clear_client_caches() -> None:
         metrics.lag_reader.cache_clear()
     mirror.client.cache_clear()
     task_queue.client.cache_clear()
+    task_queue.queue_key.cache_clear()
     metrics.broker_client.cache_clear()
     conf.cache_clear()
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.retry import RetryPolicy
-from workflows.scheduling import bundles, ready_children, retry_delay, root_nodes
+from workflows.scheduling import bundles, ready_children, retry_delay, root_nodes, task_spread
 
 HANDLERS = {"input": "input", "llm": "llm", "output": "output"}
 
@@ -106,3 +106,11 @@ def test_few_ready_nodes_get_a_task_each_and_many_share_tasks() -> None:
     assert [len(bundle) for bundle in bundles(list(range(80)), 8, 32)] == [10] * 8
     assert [len(bundle) for bundle in bundles(list(range(2000)), 8, 32)] == [32] * 47 + [31] * 16
     assert bundles(list(range(5)), 8, 1) == [[0], [1], [2], [3], [4]]
+
+
+def test_nodes_spread_over_tasks_while_no_task_waits_and_share_them_once_tasks_wait() -> None:
+    assert task_spread(waiting_tasks=0, min_tasks=8) == 8
+    assert [len(bundle) for bundle in bundles(list(range(6)), task_spread(0, 8), 32)] == [1] * 6
+    assert task_spread(waiting_tasks=3, min_tasks=8) == 1
+    assert [len(bundle) for bundle in bundles(list(range(6)), task_spread(3, 8), 32)] == [6]
+    assert [len(bundle) for bundle in bundles(list(range(40)), task_spread(3, 8), 32)] == [20, 20]
