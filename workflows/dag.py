@@ -331,6 +331,10 @@ class _NodeParser:
             problem = f"dependencies must be an array of node ids, got {json_type(value)}"
             self._fail(f"{base}.dependencies", node_id, problem)
             return ()
+        if all(type(dependency) is str for dependency in value):  # the usual case, checked in C
+            named = set(value)
+            if len(named) == len(value) and node_id not in named and named <= self.positions.keys():
+                return tuple(value)
         valid: dict[str, None] = {}
         for index, dependency in enumerate(value):
             if not isinstance(dependency, str):
@@ -367,8 +371,12 @@ def _topological_order(
     """Kahn's algorithm, or None after reporting a cycle.
 
     Among ready nodes the earliest submitted goes first, so a definition that is already in
-    topological order (to_json's output, for one) keeps its order.
+    topological order (to_json's output, for one) keeps its order; such a definition, the usual
+    one, is recognised in one pass over the edges and returned as it is.
     """
+    submitted = list(nodes.values())
+    if all(positions[dep] < positions[node.id] for node in submitted for dep in node.dependencies):
+        return submitted  # already in topological order: what Kahn's would return
     by_position = {positions[node_id]: node for node_id, node in nodes.items()}
     waiting_on = {node_id: len(node.dependencies) for node_id, node in nodes.items()}
     ready = [positions[node_id] for node_id, count in waiting_on.items() if not count]
