@@ -56,6 +56,7 @@ RELAY_INTERVAL_S = 0.02
 SEND_RETRY_BACKOFF_S = 0.2
 SENT_MARKER_PREFIX = "wf:sent:"
 SENT_MARKER_TTL_S = 3600
+WAITING_TASKS_FRESH_S = 1.0
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
 
@@ -205,7 +206,8 @@ class Scheduler:
         self.ownership = ownership
         self.next_relay_at = 0.0
         self.next_reconcile_at = 0.0
-        self.waiting_tasks = 0  # in the Celery queue when the last batch pushed its tasks
+        self.waiting_tasks = 0  # in the Celery queue when the last batch pushed its tasks ...
+        self.waiting_seen_at = 0.0  # ... at this time.monotonic()
 
     def idle(self) -> None:
         """Between batches: relay the outbox now and then, and look for lost attempts less often."""
@@ -216,6 +218,12 @@ class Scheduler:
         if now >= self.next_reconcile_at:
             self.next_reconcile_at = now + RECONCILE_INTERVAL_S
             self.reconcile()
+
+    def recently_waiting(self) -> int:
+        """The tasks waiting in the queue at the last push, unless that is too old to tell: after
+        a quiet spell the queue has drained, and idle workers should get spread tasks."""
+        fresh = time.monotonic() - self.waiting_seen_at < WAITING_TASKS_FRESH_S
+        return self.waiting_tasks if fresh else 0
 
     def handle_batch(self, messages: Iterable[Message]) -> None:
         """Apply a batch in one transaction, then send what it dispatched."""
@@ -470,13 +478,13 @@ class Scheduler:
         again what was never enqueued.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
-        tasks = queue_entries(batch, task_spread(self.waiting_tasks, conf().min_tasks_per_batch))
+        tasks = queue_entries(batch, task_spread(self.recently_waiting(), conf().min_tasks_per_batch))
         marker, attempts = f"{SENT_MARKER_PREFIX}{uuid.uuid4().hex}", itertools.count()
 
         def enqueue() -> None:
             waiting = mirror_and_enqueue(changes, tasks, marker, retrying=next(attempts) > 0)
             if waiting is not None:
-                self.waiting_tasks = waiting
+                self.waiting_tasks, self.waiting_seen_at = waiting, time.monotonic()
 
         retry_until_done(enqueue)
         if batch.dispatches:
@@ -515,7 +523,10 @@ def mirror_and_enqueue(
     else:
         once(mirror.client(), marker, retrying, write_mirror)
         replies = once(task_queue.client(), marker, retrying, push_tasks)
-    return None if replies is None else int(replies[waiting_at])
+    if replies is None:
+        return None
+    waiting = replies[waiting_at]
+    return waiting if isinstance(waiting, int) else 0
 
 
 def once(
@@ -529,7 +540,11 @@ def once(
     for write in writes:
         write(pipe)
     pipe.set(marker, 1, ex=SENT_MARKER_TTL_S)
-    return pipe.execute()
+    replies = pipe.execute(raise_on_error=False)
+    for reply in replies:  # a command Redis refused (a key of the wrong type): retrying cannot help
+        if isinstance(reply, Exception):
+            logger.error("Redis refused a command of a batch's transaction: %s", reply)
+    return replies
 
 
 ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")

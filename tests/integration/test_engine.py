@@ -70,8 +70,9 @@ def test_parallel_fan_out_runs_concurrently_and_fans_in(stack: Stack) -> None:
 
 
 def test_a_fan_out_wider_than_the_worker_pool_runs_at_once_sharing_tasks(stack: Stack) -> None:
-    """24 branches readied together go out as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8) to
-    a worker with 8 threads; each task runs its nodes concurrently, so no branch waits for another."""
+    """24 branches readied together go out as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8; as
+    one task of 24 if tasks were waiting) to a worker with 8 threads; each task runs its nodes
+    concurrently, so no branch waits for another."""
     branches = [
         node(f"P{i}", "call_external_service", ["A"], url=f"http://svc/{i}", mock_latency_seconds=1.0)
         for i in range(24)

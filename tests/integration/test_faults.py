@@ -297,8 +297,9 @@ def test_worker_killed_mid_task_its_node_runs_again_on_the_other_worker(fault_st
 
 
 def test_worker_killed_mid_task_of_several_nodes_each_runs_again_once(fault_stack: Stack) -> None:
-    """24 nodes readied together travel as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8); the
-    worker running some of them dies: each of its nodes gets a new attempt of its own."""
+    """24 nodes readied together travel as 8 tasks of 3 (WORKFLOW_MIN_TASKS_PER_BATCH=8, the
+    private stack's queue being empty); the worker running some of them dies: each of its nodes
+    gets a new attempt of its own."""
     stack = fault_stack
     stack.start("worker2", command_of="worker")
     workflow = pipeline("worker-kill-shared", steps=1, latency_s=3, timeout_s=5, width=24)

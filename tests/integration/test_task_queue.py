@@ -6,6 +6,7 @@ pushes, these show the entry itself has not drifted from what Celery and kombu p
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -15,7 +16,8 @@ import pytest
 import redis
 from django.utils import timezone
 
-from workflows import mirror, scheduler, task_queue
+from workflows import kafka_io, metrics, mirror, scheduler, task_queue
+from workflows.conf import conf
 from workflows.devstack import TEST_REDIS_DB
 from workflows.events import RUN_NODES_TASK, task_id
 from workflows.models import Execution, NodeRun
@@ -115,10 +117,15 @@ def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker:
     assert [identifier.split(":")[1] for identifier in taken] == ["n0", "n1", "n2"]
 
 
-def test_a_push_tells_how_many_tasks_were_waiting_before_it(broker: redis.Redis, settings: Any) -> None:
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+@pytest.mark.parametrize("broker_host", ["127.0.0.1", "localhost"], ids=["broker-is-mirror", "broker-apart"])
+def test_a_push_tells_how_many_tasks_were_waiting_before_it(
+    broker: redis.Redis, settings: Any, broker_host: str
+) -> None:
+    settings.REDIS_URL = URL
+    settings.CELERY_BROKER_URL = f"redis://{broker_host}:6379/{TEST_REDIS_DB}"
     mirror.client.cache_clear()
     task_queue.client.cache_clear()
+    assert (task_queue.client() is mirror.client()) == (broker_host == "127.0.0.1")
     execution = Execution(id=uuid.uuid4(), name="waiting", status="RUNNING", total_nodes=1)
     entries = [task_queue.message([{**PAYLOAD, "node_id": f"n{i}"}]) for i in range(3)]
     markers = [f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}" for _ in range(3)]
@@ -163,5 +170,77 @@ def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, se
         assert broker.llen(task_queue.queue_key()) == 1  # an EXEC that never ran is applied on retry
     finally:
         broker.delete(mirror.key(execution.pk), marker, f"{marker}-never-applied")
+        mirror.client.cache_clear()
+        task_queue.client.cache_clear()
+
+
+@pytest.fixture
+def own_topics(settings: Any) -> Iterator[None]:
+    """Kafka topics of this test's own (the scheduler announces its dispatches on task.dispatch)."""
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "KAFKA_TOPIC_PREFIX": f"queue-{uuid.uuid4().hex[:8]}."}
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+    conf.cache_clear()
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+    kafka_io.ensure_topics(partitions=1)
+    yield
+    kafka_io.delete_topics()
+    conf.cache_clear()
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+
+
+def batch_of(count: int) -> scheduler.Batch:
+    batch = scheduler.Batch()
+    batch.dispatches = [scheduler.Dispatch({**PAYLOAD, "node_id": f"n{i}"}) for i in range(count)]
+    return batch
+
+
+def queued_tasks(broker: redis.Redis) -> list[int]:
+    """How many nodes each queued task carries, oldest first."""
+    entries = [json.loads(entry) for entry in reversed(broker.lrange(task_queue.queue_key(), 0, -1))]
+    return [len(json.loads(base64.b64decode(entry["body"]))[0][0]) for entry in entries]
+
+
+def test_a_batch_spreads_its_nodes_while_no_task_waits_and_shares_tasks_once_some_wait(
+    broker: redis.Redis, own_topics: None, settings: Any
+) -> None:
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "MIN_TASKS_PER_BATCH": "8"}
+    conf.cache_clear()
+    sched = scheduler.Scheduler()
+    sched.send(batch_of(3))  # nothing waited: a task per node
+    sched.send(batch_of(2))  # nothing waited before the last push either
+    assert queued_tasks(broker) == [1, 1, 1, 1, 1]
+    sched.send(batch_of(3))  # three tasks were still waiting at the last push: the nodes share one
+    assert queued_tasks(broker) == [1, 1, 1, 1, 1, 3]
+    broker.delete(task_queue.queue_key())
+    sched.waiting_seen_at -= scheduler.WAITING_TASKS_FRESH_S  # what the last push saw is too old to tell
+    sched.send(batch_of(3))
+    assert queued_tasks(broker) == [1, 1, 1]
+
+
+def test_a_command_redis_refuses_does_not_hold_up_the_batch(
+    broker: redis.Redis, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The metrics hash holds a value of the wrong type: the mirror and the tasks still go."""
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+    execution = Execution(id=uuid.uuid4(), name="refused", status="RUNNING", total_nodes=1)
+    node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
+    node.status, node.attempt = "COMPLETED", 1
+    node.started_at = node.finished_at = timezone.now()
+    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    broker.set(metrics.METRICS_KEY, "not a hash")
+    try:
+        with caplog.at_level(logging.ERROR, logger="workflows.scheduler"):
+            waiting = scheduler.mirror_and_enqueue(
+                [(execution, [node])], [task_queue.message([PAYLOAD])], marker, retrying=False
+            )
+        assert waiting == 0 and broker.llen(task_queue.queue_key()) == 1
+        assert json.loads(broker.hget(mirror.key(execution.pk), "n:fetch"))["status"] == "COMPLETED"
+        assert "WRONGTYPE" in caplog.text
+    finally:
+        broker.delete(metrics.METRICS_KEY, mirror.key(execution.pk), marker)
         mirror.client.cache_clear()
         task_queue.client.cache_clear()
