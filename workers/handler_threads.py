@@ -27,7 +27,7 @@ class Job:
     output: Any = None
     error: str = ""
     abandoned: bool = False
-    finished: queue.SimpleQueue["Job"] = field(default_factory=queue.SimpleQueue)
+    finished: queue.SimpleQueue["Job"] = field(init=False, repr=False)  # set by run_all, told when done
 
     def run(self) -> None:
         try:

@@ -100,15 +100,18 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
     except Exception:  # the mirror is a convenience; Redis trouble must not stop the nodes
         logger.warning("mirror unavailable while claiming %d node(s)", len(claims), exc_info=True)
         return payloads
+    allowed = []
     for payload, verdict in zip(payloads, verdicts, strict=True):
-        if not verdict:
+        if verdict:
+            allowed.append(payload)
+        else:
             logger.info(
                 "skipping %s/%s attempt %s: cancelled or already running",
                 payload["execution_id"],
                 payload["node_id"],
                 payload["attempt"],
             )
-    return [payload for payload, verdict in zip(payloads, verdicts, strict=True) if verdict]
+    return allowed
 
 
 def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None:

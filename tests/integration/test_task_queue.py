@@ -46,6 +46,29 @@ def broker() -> Iterator[redis.Redis]:
     client.delete(task_queue.queue_key())
 
 
+@pytest.fixture
+def test_redis(settings: Any) -> Iterator[None]:
+    """The mirror and the Celery broker in the tests' Redis database, one client for both."""
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+    yield
+    mirror.client.cache_clear()
+    task_queue.client.cache_clear()
+
+
+def one_node(name: str, status: str) -> tuple[Execution, NodeRun]:
+    """A running execution (never saved) with one node, `fetch`, at attempt 1 in this status."""
+    execution = Execution(id=uuid.uuid4(), name=name, status="RUNNING", total_nodes=1)
+    node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
+    node.status, node.attempt = status, 1
+    return execution, node
+
+
+def new_marker() -> str:
+    return f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+
+
 def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[str, Any]:
     identifier = task_id(PAYLOAD["execution_id"], PAYLOAD["node_id"], PAYLOAD["attempt"])
     with celery_app.connection_for_write(URL) as connection:
@@ -119,16 +142,14 @@ def test_entries_of_one_batch_are_consumed_in_the_order_they_were_queued(broker:
 
 @pytest.mark.parametrize("broker_host", ["127.0.0.1", "localhost"], ids=["broker-is-mirror", "broker-apart"])
 def test_a_push_tells_how_many_tasks_were_waiting_before_it(
-    broker: redis.Redis, settings: Any, broker_host: str
+    broker: redis.Redis, test_redis: None, settings: Any, broker_host: str
 ) -> None:
-    settings.REDIS_URL = URL
     settings.CELERY_BROKER_URL = f"redis://{broker_host}:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
     task_queue.client.cache_clear()
     assert (task_queue.client() is mirror.client()) == (broker_host == "127.0.0.1")
     execution = Execution(id=uuid.uuid4(), name="waiting", status="RUNNING", total_nodes=1)
     entries = [task_queue.message([{**PAYLOAD, "node_id": f"n{i}"}]) for i in range(3)]
-    markers = [f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}" for _ in range(3)]
+    markers = [new_marker() for _ in range(3)]
     try:
         assert scheduler.mirror_and_enqueue([(execution, [])], entries, markers[0], retrying=False) == 0
         assert scheduler.mirror_and_enqueue([(execution, [])], entries[:1], markers[1], retrying=False) == 3
@@ -137,23 +158,16 @@ def test_a_push_tells_how_many_tasks_were_waiting_before_it(
         assert scheduler.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=True) is None
     finally:
         broker.delete(mirror.key(execution.pk), *markers)
-        mirror.client.cache_clear()
-        task_queue.client.cache_clear()
 
 
-def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, settings: Any) -> None:
+def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, test_redis: None) -> None:
     """The EXEC of the mirror and the queue went through but its reply was lost; meanwhile a worker
     took the task and claimed the node. The scheduler's retry must neither put the node back to
     QUEUED nor queue the task again (the claim would then let the copy run)."""
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
-    mirror.client.cache_clear()
-    task_queue.client.cache_clear()
-    execution = Execution(id=uuid.uuid4(), name="lost-reply", status="RUNNING", total_nodes=1)
-    node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
-    node.status, node.attempt = "QUEUED", 1
+    execution, node = one_node("lost-reply", "QUEUED")
     changes = [(execution, [node])]
     tasks = [task_queue.message([{**PAYLOAD, "execution_id": str(execution.pk), "attempt": 1}])]
-    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    marker = new_marker()
     try:
         scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=False)
         assert broker.rpop(task_queue.queue_key())  # a worker takes the task ...
@@ -170,24 +184,17 @@ def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, se
         assert broker.llen(task_queue.queue_key()) == 1  # an EXEC that never ran is applied on retry
     finally:
         broker.delete(mirror.key(execution.pk), marker, f"{marker}-never-applied")
-        mirror.client.cache_clear()
-        task_queue.client.cache_clear()
 
 
 @pytest.fixture
-def own_topics(settings: Any) -> Iterator[None]:
+def own_topics(test_redis: None, settings: Any) -> Iterator[None]:
     """Kafka topics of this test's own (the scheduler announces its dispatches on task.dispatch)."""
     settings.WORKFLOWS = {**settings.WORKFLOWS, "KAFKA_TOPIC_PREFIX": f"queue-{uuid.uuid4().hex[:8]}."}
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
     conf.cache_clear()
-    mirror.client.cache_clear()
-    task_queue.client.cache_clear()
     kafka_io.ensure_topics(partitions=1)
     yield
     kafka_io.delete_topics()
     conf.cache_clear()
-    mirror.client.cache_clear()
-    task_queue.client.cache_clear()
 
 
 def batch_of(count: int) -> scheduler.Batch:
@@ -220,17 +227,12 @@ def test_a_batch_spreads_its_nodes_while_no_task_waits_and_shares_tasks_once_som
 
 
 def test_a_command_redis_refuses_does_not_hold_up_the_batch(
-    broker: redis.Redis, settings: Any, caplog: pytest.LogCaptureFixture
+    broker: redis.Redis, test_redis: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The metrics hash holds a value of the wrong type: the mirror and the tasks still go."""
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = URL
-    mirror.client.cache_clear()
-    task_queue.client.cache_clear()
-    execution = Execution(id=uuid.uuid4(), name="refused", status="RUNNING", total_nodes=1)
-    node = NodeRun(execution=execution, node_id="fetch", handler="llm", position=0, pending_deps=0)
-    node.status, node.attempt = "COMPLETED", 1
+    execution, node = one_node("refused", "COMPLETED")
     node.started_at = node.finished_at = timezone.now()
-    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    marker = new_marker()
     broker.set(metrics.METRICS_KEY, "not a hash")
     try:
         with caplog.at_level(logging.ERROR, logger="workflows.scheduler"):
@@ -242,5 +244,3 @@ def test_a_command_redis_refuses_does_not_hold_up_the_batch(
         assert "WRONGTYPE" in caplog.text
     finally:
         broker.delete(metrics.METRICS_KEY, mirror.key(execution.pk), marker)
-        mirror.client.cache_clear()
-        task_queue.client.cache_clear()
