@@ -9,3 +9,9 @@ class WorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "workflows"
     verbose_name = "Workflows"
+
+    def ready(self) -> None:
+        """Parse the engine's settings as every process starts, so a bad one stops it at once."""
+        from workflows.conf import conf
+
+        conf()

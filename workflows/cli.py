@@ -109,22 +109,26 @@ def problem_line(problem: dict[str, Any]) -> str:
     return f"{where}: {message}"
 
 
-def load_workflow(path: str) -> LoadedWorkflow:
-    """Read and validate one workflow file, or InputError saying precisely what is wrong."""
+def load_workflow(path: str, overrides: dict[str, object] | None = None) -> LoadedWorkflow:
+    """Read and validate one workflow file (and its input with `--input` merged over it), or
+    InputError saying precisely what is wrong."""
     data = read_json(path)
     try:
         spec = services.workflow_validate(data=data)
+        services.checked_input({**spec.input, **(overrides or {})})
     except WorkflowError as exc:
         raise InputError(workflow_problems(path, exc)) from None
     return LoadedWorkflow(path=path, data=data, spec=spec)
 
 
-def load_each(paths: Sequence[str]) -> list[LoadedWorkflow | InputError]:
+def load_each(
+    paths: Sequence[str], overrides: dict[str, object] | None = None
+) -> list[LoadedWorkflow | InputError]:
     """Every file's workflow or problem, in the order given, so all problems are reported at once."""
     results: list[LoadedWorkflow | InputError] = []
     for path in paths:
         try:
-            results.append(load_workflow(path))
+            results.append(load_workflow(path, overrides))
         except InputError as exc:
             results.append(exc)
     return results

@@ -6,6 +6,13 @@ from functools import cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+# librdkafka's default `message.max.bytes`, which our producers keep: a larger message is refused.
+KAFKA_MESSAGE_MAX_BYTES = 1_000_000
+# Room for the other fields of the message that carries a config or an output (ids, times, error).
+MESSAGE_ENVELOPE_BYTES = 64 * 1024
+# Redis's default `proto-max-bulk-len` (512 MiB): the largest Celery task it stores.
+REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class EngineConf:
@@ -19,6 +26,11 @@ class EngineConf:
     node_timeout_seconds: float
     min_tasks_per_batch: int
     max_nodes_per_task: int
+    max_input_bytes: int
+    max_config_bytes: int
+    max_resolved_config_bytes: int
+    max_output_bytes: int
+    max_node_payload_bytes: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -38,7 +50,7 @@ def parse_latency(text: str) -> tuple[float, float]:
 def conf() -> EngineConf:
     """The engine configuration of this process."""
     raw = settings.WORKFLOWS
-    return EngineConf(
+    engine = EngineConf(
         kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
         kafka_topic_prefix=raw["KAFKA_TOPIC_PREFIX"],
         kafka_partitions=int(raw["KAFKA_PARTITIONS"]),
@@ -47,7 +59,46 @@ def conf() -> EngineConf:
         node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
         min_tasks_per_batch=at_least_one("MIN_TASKS_PER_BATCH", raw["MIN_TASKS_PER_BATCH"]),
         max_nodes_per_task=at_least_one("MAX_NODES_PER_TASK", raw["MAX_NODES_PER_TASK"]),
+        max_input_bytes=at_least_one("MAX_INPUT_BYTES", raw["MAX_INPUT_BYTES"]),
+        max_config_bytes=at_least_one("MAX_CONFIG_BYTES", raw["MAX_CONFIG_BYTES"]),
+        max_resolved_config_bytes=at_least_one("MAX_RESOLVED_CONFIG_BYTES", raw["MAX_RESOLVED_CONFIG_BYTES"]),
+        max_output_bytes=at_least_one("MAX_OUTPUT_BYTES", raw["MAX_OUTPUT_BYTES"]),
+        max_node_payload_bytes=at_least_one("MAX_NODE_PAYLOAD_BYTES", raw["MAX_NODE_PAYLOAD_BYTES"]),
     )
+    check_size_limits(engine)
+    return engine
+
+
+def check_size_limits(engine: EngineConf) -> None:
+    """Refuse limits that would let a message exceed what Kafka or Redis accept: such a message
+    would be refused only after the database committed, and its execution would fail late."""
+    kafka_room = KAFKA_MESSAGE_MAX_BYTES - MESSAGE_ENVELOPE_BYTES
+    # task.dispatch carries configs (resolved, or as submitted when untemplated), task.complete outputs
+    carried = {
+        "MAX_CONFIG_BYTES": engine.max_config_bytes,
+        "MAX_RESOLVED_CONFIG_BYTES": engine.max_resolved_config_bytes,
+        "MAX_OUTPUT_BYTES": engine.max_output_bytes,
+    }
+    for name, value in carried.items():
+        if value > kafka_room:
+            raise ImproperlyConfigured(
+                f"WORKFLOW_{name}={value} is too large: a Kafka message holds at most "
+                f"{KAFKA_MESSAGE_MAX_BYTES} bytes, so this limit must be at most {kafka_room} "
+                f"(room is left for the message's other fields)"
+            )
+    if engine.max_config_bytes > engine.max_resolved_config_bytes:
+        raise ImproperlyConfigured(
+            f"WORKFLOW_MAX_CONFIG_BYTES={engine.max_config_bytes} must not exceed "
+            f"WORKFLOW_MAX_RESOLVED_CONFIG_BYTES={engine.max_resolved_config_bytes}: a config "
+            "without templates is sent as submitted"
+        )
+    task_bytes = engine.max_node_payload_bytes * engine.max_nodes_per_task
+    if task_bytes > REDIS_VALUE_MAX_BYTES:
+        raise ImproperlyConfigured(
+            f"WORKFLOW_MAX_NODE_PAYLOAD_BYTES={engine.max_node_payload_bytes} times "
+            f"WORKFLOW_MAX_NODES_PER_TASK={engine.max_nodes_per_task} is {task_bytes} bytes, more "
+            f"than the {REDIS_VALUE_MAX_BYTES} bytes Redis stores in one value (a Celery task)"
+        )
 
 
 def at_least_one(name: str, text: object) -> int:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from types import MappingProxyType
 
+from workflows.limits import size_problem
 from workflows.retry import RetryPolicy, RetryPolicyError
 from workflows.templates import TemplateRef, copy_json, find_references, json_type
 
@@ -103,7 +104,9 @@ class WorkflowSpec:
         }
 
 
-def parse_workflow(data: object, *, handlers: Mapping[str, str]) -> WorkflowSpec:
+def parse_workflow(
+    data: object, *, handlers: Mapping[str, str], max_config_bytes: int | None = None
+) -> WorkflowSpec:
     """Validate a submitted workflow and return its normalized, immutable form.
 
     `data` is what a JSON decoder produced; `handlers` maps every accepted handler name,
@@ -112,10 +115,11 @@ def parse_workflow(data: object, *, handlers: Mapping[str, str]) -> WorkflowSpec
     metadata (labels, positions); to_json() drops them. A node's `retry` and `timeout_seconds`
     fall back to `defaults`, and the spec holds the effective values. Every problem that can be
     found is collected before DagValidationError is raised; template ancestry is checked only
-    when the graph has no cycle.
+    when the graph has no cycle. A node config larger than `max_config_bytes` (as compact JSON)
+    is an error naming the limit.
     """
     with _cyclic_gc_paused():
-        return _parse(data, handlers)
+        return _parse(data, handlers, max_config_bytes)
 
 
 @contextmanager
@@ -131,7 +135,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse(data: object, handlers: Mapping[str, str]) -> WorkflowSpec:
+def _parse(data: object, handlers: Mapping[str, str], max_config_bytes: int | None) -> WorkflowSpec:
     if not isinstance(data, dict):
         raise DagValidationError([FieldError("", f"a workflow must be a JSON object, got {json_type(data)}")])
     errors: list[FieldError] = []
@@ -145,6 +149,7 @@ def _parse(data: object, handlers: Mapping[str, str]) -> WorkflowSpec:
         default_retry=_parse_retry(defaults.get("retry"), "defaults", None, errors),
         default_timeout=_parse_timeout(defaults.get("timeout_seconds"), "defaults", None, errors),
         errors=errors,
+        max_config_bytes=max_config_bytes,
     )
     nodes: dict[str, NodeSpec] = {}
     for position, raw in enumerate(raw_nodes):
@@ -259,6 +264,7 @@ class _NodeParser:
     default_retry: RetryPolicy | None
     default_timeout: float | None
     errors: list[FieldError]
+    max_config_bytes: int | None = None
     templates: dict[str, list[tuple[str, TemplateRef]]] = field(default_factory=dict)
 
     def parse(self, raw: object, position: int) -> NodeSpec | None:
@@ -271,6 +277,8 @@ class _NodeParser:
         handler = self._handler(raw.get("handler"), base, node_id)
         dependencies = self._dependencies(raw.get("dependencies"), base, node_id)
         config = _optional_object(raw.get("config"), f"{base}.config", node_id, self.errors)
+        if config and self.max_config_bytes is not None:
+            self._check_size(config, f"{base}.config", node_id, self.max_config_bytes)
         retry = _parse_retry(raw.get("retry"), base, node_id, self.errors)
         timeout = _parse_timeout(raw.get("timeout_seconds"), base, node_id, self.errors)
         if node_id is None:
@@ -292,6 +300,15 @@ class _NodeParser:
             timeout_seconds=self.default_timeout if timeout is None else timeout,
             references=tuple(dict.fromkeys(ref.node_id for _, ref in templates)) if templates else (),
         )
+
+    def _check_size(
+        self, config: dict[str, object], field_path: str, node_id: str | None, limit: int
+    ) -> None:
+        """A config is refused here when too large: past this point it is copied into the
+        definition, a task and a task.dispatch message, and Kafka refuses messages over 1 MB."""
+        problem = size_problem("config", config, limit, "WORKFLOW_MAX_CONFIG_BYTES")
+        if problem is not None:
+            self._fail(field_path, node_id, problem)
 
     def _fail(self, field_path: str, node_id: str | None, problem: str) -> None:
         self.errors.append(FieldError(field_path, _about(node_id, problem), _valid_id(node_id)))

@@ -9,9 +9,11 @@ from django.utils import timezone
 
 from workers.handlers import handler_names
 from workflows import bulk, mirror, outbox
+from workflows.conf import conf
 from workflows.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.errors import WorkflowError
 from workflows.events import WORKFLOW_START, task_id
+from workflows.limits import size_problem
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     RESETTABLE_NODE_STATUSES,
@@ -34,11 +36,22 @@ CANCELLABLE_NODE_STATUSES = ACTIVE_NODE_STATUSES | {NodeStatus.PENDING}
 def workflow_validate(*, data: object) -> WorkflowSpec:
     """Parse and validate a submitted workflow, or raise a WorkflowError naming what is wrong."""
     try:
-        return parse_workflow(data, handlers=handler_names())
+        return parse_workflow(data, handlers=handler_names(), max_config_bytes=conf().max_config_bytes)
     except DagValidationError as exc:
         raise WorkflowError(
             "invalid_workflow", exc.detail, errors=[error.as_dict() for error in exc.errors]
         ) from exc
+
+
+def checked_input(workflow_input: dict[str, Any]) -> dict[str, Any]:
+    """The workflow input (the definition's, merged with a submitter's overrides), or a
+    WorkflowError when it is over its limit: nodes read it at run time."""
+    problem = size_problem("input", workflow_input, conf().max_input_bytes, "WORKFLOW_MAX_INPUT_BYTES")
+    if problem is not None:
+        raise WorkflowError(
+            "invalid_workflow", problem, errors=[{"field": "input", "message": problem, "node": None}]
+        )
+    return workflow_input
 
 
 def definition_store(*, spec: WorkflowSpec) -> WorkflowDefinition:
@@ -55,12 +68,10 @@ def definition_store(*, spec: WorkflowSpec) -> WorkflowDefinition:
 def workflow_submit(*, data: object, input: dict[str, Any] | None = None, trigger: bool = False) -> Execution:
     """Validate and store a workflow and a PENDING execution of it, with a row per node."""
     spec = workflow_validate(data=data)
+    workflow_input = checked_input({**spec.input, **(input or {})})
     definition = definition_store(spec=spec)
     execution = Execution.objects.create(
-        definition=definition,
-        name=spec.name,
-        input={**spec.input, **(input or {})},
-        total_nodes=len(spec.nodes),
+        definition=definition, name=spec.name, input=workflow_input, total_nodes=len(spec.nodes)
     )
     insert_pending_nodes(execution, spec)
     ExecutionEvent.objects.create(execution=execution, kind="submitted", detail={"nodes": len(spec.nodes)})

@@ -1,9 +1,11 @@
-"""The engine's count settings refuse values that would break dispatch, naming the variable."""
+"""The engine's settings refuse values that would break dispatch, naming the variable."""
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
-from workflows.conf import at_least_one
+from workflows.conf import KAFKA_MESSAGE_MAX_BYTES, EngineConf, at_least_one, conf
 
 
 def test_a_count_setting_takes_whole_numbers_of_at_least_one() -> None:
@@ -15,3 +17,46 @@ def test_a_count_setting_takes_whole_numbers_of_at_least_one() -> None:
 def test_a_bad_count_setting_names_the_variable_and_the_value(value: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=rf"WORKFLOW_MAX_NODES_PER_TASK .*{value!r}"):
         at_least_one("MAX_NODES_PER_TASK", value)
+
+
+def test_the_default_size_limits_fit_in_a_kafka_message() -> None:
+    limits = conf()
+
+    assert limits.max_config_bytes <= limits.max_resolved_config_bytes < KAFKA_MESSAGE_MAX_BYTES
+    assert limits.max_output_bytes < KAFKA_MESSAGE_MAX_BYTES
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_RESOLVED_CONFIG_BYTES", "2000000"),
+        ("MAX_OUTPUT_BYTES", "1000000"),
+        ("MAX_CONFIG_BYTES", "999000"),
+    ],
+)
+def test_a_size_limit_a_kafka_message_cannot_hold_is_refused(name: str, value: str) -> None:
+    raw = {**settings.WORKFLOWS, name: value}
+    if name == "MAX_CONFIG_BYTES":
+        raw["MAX_RESOLVED_CONFIG_BYTES"] = value
+
+    with (
+        override_settings(WORKFLOWS=raw),
+        pytest.raises(ImproperlyConfigured, match=rf"WORKFLOW_{name}={value}"),
+    ):
+        parsed_conf()
+
+
+def test_a_task_payload_bound_redis_cannot_store_is_refused() -> None:
+    raw = {**settings.WORKFLOWS, "MAX_NODE_PAYLOAD_BYTES": str(64 * 1024 * 1024)}
+
+    with override_settings(WORKFLOWS=raw), pytest.raises(ImproperlyConfigured, match="Redis"):
+        parsed_conf()
+
+
+def parsed_conf() -> EngineConf:
+    """The configuration as a process starting with the overridden settings would parse it."""
+    conf.cache_clear()
+    try:
+        return conf()
+    finally:
+        conf.cache_clear()

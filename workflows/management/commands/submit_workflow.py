@@ -60,7 +60,7 @@ class Command(BaseCommand):
             parameters = cli.parse_input_option(workflow_input) if workflow_input is not None else None
         except InputError as exc:
             raise CommandError(str(exc), returncode=cli.EXIT_INVALID) from None
-        workflows = self.load_all(files)
+        workflows = self.load_all(files, parameters)
         executions = [
             services.workflow_submit(data=workflow.data, input=parameters, trigger=trigger or wait)
             for workflow in workflows
@@ -86,9 +86,9 @@ class Command(BaseCommand):
         if code:
             raise CommandError(message, returncode=code)
 
-    def load_all(self, files: list[str]) -> list[LoadedWorkflow]:
+    def load_all(self, files: list[str], overrides: dict[str, Any] | None) -> list[LoadedWorkflow]:
         """Every file validated, or each problem on stderr and exit 2 with nothing submitted."""
-        results = cli.load_each(files)
+        results = cli.load_each(files, overrides)
         problems = [result for result in results if isinstance(result, InputError)]
         for problem in problems:
             self.stderr.write(str(problem))
