@@ -7,21 +7,34 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from workflows.conf import conf
 
 
+def no_input() -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class NodeContext:
-    """What a handler sees: its resolved config, its dependencies' outputs and the workflow input."""
+    """What a handler sees: its resolved config, its dependencies' outputs and the workflow input.
+
+    The input is loaded on first use (`load_input`), so that only handlers that read it pay.
+    """
 
     execution_id: str
     node_id: str
     attempt: int
     config: dict[str, Any]
     upstream: dict[str, Any] = field(default_factory=dict)
-    input: dict[str, Any] = field(default_factory=dict)
+    load_input: Callable[[], dict[str, Any]] = field(default=no_input, repr=False, compare=False)
+
+    @cached_property
+    def input(self) -> dict[str, Any]:
+        """The workflow input parameters."""
+        return self.load_input()
 
 
 class HandlerError(Exception):

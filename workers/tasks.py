@@ -8,13 +8,16 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import worker_process_init, worker_ready
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from django.utils import timezone
 
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
+from workers.inputs import execution_input
 from workflows import kafka_io, mirror
-from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
+from workflows.conf import conf
+from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, decode, encode
+from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
@@ -67,13 +70,20 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
 
 
 def context(payload: dict[str, Any]) -> NodeContext:
+    """The handler's view of a payload. The workflow input is read from the database when a
+    handler first asks for it (once per execution in this process); tasks queued before it
+    stopped travelling in payloads still carry it."""
+    execution_id = payload["execution_id"]
+    shipped = payload.get("input")
     return NodeContext(
-        execution_id=payload["execution_id"],
+        execution_id=execution_id,
         node_id=payload["node_id"],
         attempt=payload["attempt"],
         config=payload.get("config") or {},
         upstream=payload.get("upstream") or {},
-        input=payload.get("input") or {},
+        load_input=(lambda: shipped or {})
+        if shipped is not None
+        else (lambda: execution_input(execution_id)),
     )
 
 
@@ -115,25 +125,57 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
 
 
 def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None:
-    """Hand the report to the producer; one it refuses outright (an output over Kafka's message
-    size) fails the node instead, so that the other nodes of the task are still reported."""
+    """Hand the report to the producer. An output over WORKFLOW_MAX_OUTPUT_BYTES fails the node
+    (measured only when the whole report is over it), and so does a report the producer refuses
+    outright, so that the other nodes of the task are still reported."""
+    value = encode(report)
+    limit = conf().max_output_bytes
+    if len(value) > limit and report.status == "COMPLETED":
+        problem = size_problem("output", report.output, limit, "WORKFLOW_MAX_OUTPUT_BYTES")
+        if problem is not None:
+            logger.error("%s/%s failed: %s", report.execution_id, report.node_id, problem)
+            report = failed(report, problem)
+            value = encode(report)
     try:
-        publication.send([(TASK_COMPLETE, report.execution_id, encode(report))])
+        publication.send([(TASK_COMPLETE, report.execution_id, value)])
     except KafkaException as exc:
         logger.error("could not report %s/%s: %s", report.execution_id, report.node_id, exc)
-        failed = replace(report, status="FAILED", output=None, error=f"could not report the outcome: {exc}")
-        publication.send([(TASK_COMPLETE, failed.execution_id, encode(failed))])
+        replacement = failed(report, f"could not report the outcome: {exc}")
+        publication.send([(TASK_COMPLETE, replacement.execution_id, encode(replacement))])
+
+
+def failed(report: TaskComplete, error: str) -> TaskComplete:
+    return replace(report, status="FAILED", output=None, error=error)
 
 
 def deliver(publication: kafka_io.Publication) -> None:
-    """Wait for Kafka to acknowledge the reports, sending again those it has not, until it has."""
+    """Wait for Kafka to acknowledge the reports, sending again those it has not, until it has.
+    A report the broker refuses for good is replaced, once, by one saying that the node failed."""
+    refused = acknowledged(publication)
+    if not refused:
+        return
+    replacements = kafka_io.Publication()
+    for (_, _, value), error in refused:
+        report = failed(TaskComplete.from_json(decode(value)), f"Kafka refused the report: {error}")
+        logger.error("%s/%s: %s", report.execution_id, report.node_id, report.error)
+        replacements.send([(TASK_COMPLETE, report.execution_id, encode(report))])
+    for (_, key, _), error in acknowledged(replacements):
+        logger.error("Kafka refused the failure report of a node of execution %s: %s", key, error)
+
+
+def acknowledged(publication: kafka_io.Publication) -> list[tuple[tuple[str, str, bytes], KafkaError]]:
+    """Wait until Kafka has answered every message, sending again while it is unreachable;
+    return the messages it refused for good, with the reason."""
+    refused = []
     while True:
         try:
             publication.wait()
-            return
         except KafkaException as exc:
             logger.warning(
                 "could not report %d outcome(s) (%s); retrying", len(publication.unacknowledged), exc
             )
+            refused.extend(publication.refused.values())
             threading.Event().wait(REPORT_RETRY_S)
             publication = publication.again()
+            continue
+        return [*refused, *publication.refused.values()]

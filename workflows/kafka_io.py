@@ -21,6 +21,19 @@ WARM_UP_TIMEOUT_S = 5.0
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 2_000
 
+# Errors librdkafka raises locally that pass once a broker answers again: not flagged retriable.
+TRANSIENT_LOCAL_ERRORS = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._QUEUE_FULL,
+        KafkaError._RESOLVE,
+        KafkaError._DESTROY,
+    }
+)
+
 _producer: Producer | None = None
 _producer_pid: int | None = None
 _producer_lock = threading.Lock()
@@ -49,6 +62,22 @@ def producer() -> Producer:
         return _producer
 
 
+def is_transient(error: KafkaError) -> bool:
+    """Whether sending again can succeed: the broker said so (`retriable()`), or the error is a
+    local one that passes once a broker answers (down, timed out, queue full). Everything else
+    — a message too large, an invalid record, a fatal producer error — is refused for good."""
+    if error.fatal():
+        return False
+    return error.retriable() or error.code() in TRANSIENT_LOCAL_ERRORS
+
+
+def is_transient_exception(exc: KafkaException) -> bool:
+    """`is_transient` for an exception; one without a KafkaError (messages still unacknowledged
+    at a deadline) is transient."""
+    error = exc.args[0] if exc.args else None
+    return not isinstance(error, KafkaError) or is_transient(error)
+
+
 def warm_up() -> None:
     """Open the producer's connections now; a broker that is down is only logged, not fatal."""
     try:
@@ -60,12 +89,15 @@ def warm_up() -> None:
 class Publication:
     """Messages produced as they come and acknowledged together: one flush for all of them.
 
-    Those Kafka has not acknowledged stay in `unacknowledged`, so that a retry sends only them.
+    Those Kafka has not acknowledged stay in `unacknowledged`, so that a retry sends only them;
+    those the broker refused for good move to `refused` (by the order they were sent, from 0),
+    with the error: sending them again cannot help.
     """
 
     def __init__(self) -> None:
         self.client = producer()
         self.unacknowledged: dict[int, tuple[str, str, bytes]] = {}
+        self.refused: dict[int, tuple[tuple[str, str, bytes], KafkaError]] = {}
         self.failures: list[str] = []
         self.sent = 0
 
@@ -74,19 +106,22 @@ class Publication:
         raises KafkaException when the producer refuses one outright (too large, for one)."""
         for message in messages:
             topic, key, value = message
+            number = self.sent
             self.sent += 1
-            self.unacknowledged[self.sent] = message
+            self.unacknowledged[number] = message
             try:
                 self.client.produce(
-                    conf().topic(topic), key=key, value=value, on_delivery=partial(self.delivered, self.sent)
+                    conf().topic(topic), key=key, value=value, on_delivery=partial(self.delivered, number)
                 )
             except BaseException:
-                del self.unacknowledged[self.sent]
+                del self.unacknowledged[number]
                 raise
 
     def delivered(self, number: int, error: KafkaError | None, message: Message) -> None:
         if error is None:
             self.unacknowledged.pop(number, None)
+        elif not is_transient(error):
+            self.refused[number] = (self.unacknowledged.pop(number), error)
         else:
             self.failures.append(f"{message.topic()}: {error}")
 
@@ -108,12 +143,27 @@ class Publication:
         return retry
 
 
-def publish(messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S) -> None:
+def publish(
+    messages: Sequence[tuple[str, str, bytes]], timeout_s: float = PRODUCER_FLUSH_TIMEOUT_S
+) -> dict[int, KafkaError]:
     """Send (logical topic, key, value) messages and wait until Kafka acknowledged every one:
-    one flush per call, so a batch costs one round of acknowledgements."""
+    one flush per call, so a batch costs one round of acknowledgements.
+
+    Return the messages refused for good (by their index in `messages`), by the producer or the
+    broker, each with its error; raise KafkaException while a transient problem (a broker down,
+    a full queue) leaves any unanswered, so that the caller sends them again.
+    """
     publication = Publication()
-    publication.send(messages)
+    refused: dict[int, KafkaError] = {}
+    for index, message in enumerate(messages):
+        try:
+            publication.send([message])
+        except KafkaException as exc:
+            if is_transient_exception(exc):
+                raise
+            refused[index] = exc.args[0]
     publication.wait(timeout_s)
+    return {**refused, **{index: error for index, (_, error) in publication.refused.items()}}
 
 
 def _log_refused_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:

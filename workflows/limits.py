@@ -4,6 +4,10 @@ naming the limit it broke (pure, stdlib only)."""
 import json
 
 
+class LimitExceeded(ValueError):
+    """A value over its size limit; the message names the value, the limit and its setting."""
+
+
 def json_size(value: object) -> int:
     """The bytes `value` takes in a message: compact JSON, non-ASCII escaped, as events.encode
     writes it (so ASCII text, one byte a character)."""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from confluent_kafka import KafkaException, Message
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from redis import RedisError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError, TryAgainError
 
 from workflows import bulk, kafka_io, metrics, mirror, outbox, task_queue
 from workflows.conf import conf
@@ -35,6 +36,7 @@ from workflows.events import (
     encode,
 )
 from workflows.kafka_io import partition_for
+from workflows.limits import LimitExceeded, json_size, over_limit
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     Execution,
@@ -45,7 +47,7 @@ from workflows.models import (
 )
 from workflows.scheduling import bundles, ready_children, retry_delay, task_spread
 from workflows.selectors import definition_spec
-from workflows.templates import TemplateResolutionError, resolve
+from workflows.templates import TemplateResolutionError, TemplateSizeError, resolve
 
 logger = logging.getLogger(__name__)
 LEASE_GRACE_S = 5.0
@@ -60,17 +62,32 @@ WAITING_TASKS_FRESH_S = 1.0
 MAX_SEND_RETRY_BACKOFF_S = 5.0
 
 
-def retry_until_done(work: Callable[[], None]) -> None:
-    """Retry effects that must happen once the database has committed (Redis, Kafka down)."""
+T = TypeVar("T")
+
+
+def retry_until_done(work: Callable[[], T]) -> T:
+    """Retry effects that must happen once the database has committed, while they fail for a
+    reason that passes (Redis or Kafka down, a timeout, a full queue); raise a permanent refusal."""
     backoff = SEND_RETRY_BACKOFF_S
     while True:
         try:
-            work()
-            return
+            return work()
         except (RedisError, KafkaException) as exc:
+            if not is_transient(exc):
+                raise
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
+
+
+def is_transient(exc: RedisError | KafkaException) -> bool:
+    """Whether sending again can succeed. Redis: a connection problem, a timeout, a server still
+    loading or failing over; any other error reply is a refusal. Kafka: kafka_io.is_transient."""
+    if isinstance(exc, KafkaException):
+        return kafka_io.is_transient_exception(exc)
+    return not isinstance(exc, ResponseError) or isinstance(
+        exc, BusyLoadingError | ReadOnlyError | TryAgainError
+    )
 
 
 @dataclass
@@ -427,15 +444,23 @@ class Scheduler:
                 for node_id, node in batch.nodes[execution_id].items()
                 if node_id in needed and node.status == NodeStatus.COMPLETED
             }
+            sizes: dict[str, int] = {}
             for item in queued:
-                self.build_task(item, spec, outputs, batch)
+                self.build_task(item, spec, outputs, sizes, batch)
 
-    def build_task(self, item: Queued, spec: WorkflowSpec, outputs: dict[str, Any], batch: Batch) -> None:
+    def build_task(
+        self, item: Queued, spec: WorkflowSpec, outputs: dict[str, Any], sizes: dict[str, int], batch: Batch
+    ) -> None:
+        """Resolve the node's templates and build its task, or fail the node when a template
+        cannot be resolved or the config or the whole payload is over its limit. `sizes` keeps
+        the outputs measured in this batch (by node id), so each is measured at most once."""
         execution, node = item.execution, item.node
         node_spec = spec.node(node.node_id)
+        upstream = {dep: outputs.get(dep) for dep in node_spec.dependencies}
         try:
-            node.config = resolve(node_spec.config, outputs)
-        except TemplateResolutionError as exc:
+            node.config, config_bytes = resolved_config(node_spec.config, node_spec.references, outputs)
+            check_payload(config_bytes, upstream, sizes)
+        except (TemplateResolutionError, LimitExceeded) as exc:
             self.give_up(execution, node, str(exc), batch)
             return
         payload = {
@@ -445,8 +470,7 @@ class Scheduler:
             "attempt": node.attempt,
             "handler": node.handler,
             "config": node.config,
-            "upstream": {dep: outputs.get(dep) for dep in node_spec.dependencies},
-            "input": execution.input,
+            "upstream": upstream,
             "timeout_seconds": node_spec.timeout_seconds or conf().node_timeout_seconds,
         }
         batch.dispatches.append(Dispatch(payload=payload, countdown_s=item.countdown_s))
@@ -473,9 +497,11 @@ class Scheduler:
     def send(self, batch: Batch) -> None:
         """After commit: mirror the new state and enqueue the tasks, then announce the dispatches.
 
-        Each effect is retried until it succeeds, and never applied twice (see
-        mirror_and_enqueue). A crash here is covered by the leases: the reconciler dispatches
-        again what was never enqueued.
+        Each effect is retried while it fails for a reason that passes, and never applied twice
+        (see mirror_and_enqueue). A crash here is covered by the leases: the reconciler
+        dispatches again what was never enqueued. A permanent refusal (Redis refusing the
+        transaction, Kafka a message) fails the executions it belongs to, and the scheduler goes
+        on with the next batch.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
         tasks = queue_entries(batch, task_spread(self.recently_waiting(), conf().min_tasks_per_batch))
@@ -486,13 +512,58 @@ class Scheduler:
             if waiting is not None:
                 self.waiting_tasks, self.waiting_seen_at = waiting, time.monotonic()
 
-        retry_until_done(enqueue)
+        try:
+            retry_until_done(enqueue)
+        except RedisError as exc:
+            logger.error("Redis refused a batch's transaction for good: %s", exc)
+            refused = [(d.payload, f"Redis refused the node's task: {exc}") for d in batch.dispatches]
+            self.fail_refused(refused)
+            return
         if batch.dispatches:
-            announcements = [
-                (TASK_DISPATCH, d.payload["execution_id"], encode({k: d.payload[k] for k in ANNOUNCED}))
-                for d in batch.dispatches
-            ]
-            retry_until_done(lambda: kafka_io.publish(announcements))
+            self.announce([dispatch.payload for dispatch in batch.dispatches])
+
+    def announce(self, payloads: list[dict[str, Any]]) -> None:
+        """Publish the task.dispatch announcements in one flush. Those Kafka refuses for good are
+        sent again one by one (the broker refuses a whole request for one message in it), and
+        the nodes of those refused again fail."""
+        announcements = [announcement(payload) for payload in payloads]
+        refused = retry_until_done(lambda: kafka_io.publish(announcements))
+        if not refused:
+            return
+        failures = []
+        for index in refused:
+            alone = retry_until_done(lambda index=index: kafka_io.publish([announcements[index]]))
+            if alone:
+                error = f"Kafka refused the node's task.dispatch announcement: {alone[0].str()}"
+                logger.error("%s/%s: %s", payloads[index]["execution_id"], payloads[index]["node_id"], error)
+                failures.append((payloads[index], error))
+        self.fail_refused(failures)
+
+    def fail_refused(self, refused: list[tuple[dict[str, Any], str]]) -> None:
+        """Fail, in a follow-up transaction, the node attempts whose effects were refused for good
+        (and so their executions); an attempt reported or superseded meanwhile is left alone."""
+        if not refused:
+            return
+
+        def apply(batch: Batch) -> None:
+            batch.lock_executions(payload["execution_id"] for payload, _ in refused)
+            for payload, error in refused:
+                execution = batch.executions.get(payload["execution_id"])
+                node = batch.node(execution, payload["node_id"]) if execution is not None else None
+                if (
+                    execution is not None
+                    and node is not None
+                    and node.attempt == payload["attempt"]
+                    and node.status in ACTIVE_NODE_STATUSES
+                ):
+                    self.give_up(execution, node, error, batch)
+
+        self.run(apply)
+
+
+def announcement(payload: dict[str, Any]) -> tuple[str, str, bytes]:
+    """The task.dispatch message of a dispatched node."""
+    return (TASK_DISPATCH, payload["execution_id"], encode({key: payload[key] for key in ANNOUNCED}))
 
 
 def mirror_and_enqueue(
@@ -560,6 +631,49 @@ def queue_entries(batch: Batch, spread: int) -> list[str]:
         *(task_queue.message(list(payloads)) for payloads in shared),
         *(task_queue.message([d.payload], d.countdown_s) for d in batch.dispatches if d.countdown_s),
     ]
+
+
+def resolved_config(
+    config: dict[str, Any], references: tuple[str, ...], outputs: Mapping[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """The node's config with its templates resolved, and a bound on its size in bytes.
+
+    A config without templates was bounded at submit (WORKFLOW_MAX_CONFIG_BYTES) and is not
+    measured again; a templated one is resolved within the limit (TemplateSizeError stops a
+    template repeated over a large output before the copies are made), then measured."""
+    if not references:
+        return config, conf().max_config_bytes
+    limit, setting = conf().max_resolved_config_bytes, "WORKFLOW_MAX_RESOLVED_CONFIG_BYTES"
+    try:
+        resolved = resolve(config, outputs, max_inserted_bytes=limit)
+    except TemplateSizeError:
+        raise LimitExceeded(
+            f"config after templates is over the limit of {limit:,} bytes ({setting}): its templates "
+            f"insert more than that"
+        ) from None
+    size = json_size(resolved)
+    if size > limit:
+        raise LimitExceeded(over_limit("config after templates", size, limit, setting))
+    assert isinstance(resolved, dict)
+    return resolved, size
+
+
+def check_payload(config_bytes: int, upstream: Mapping[str, Any], sizes: dict[str, int]) -> None:
+    """Raise LimitExceeded when the task payload (config plus the upstream outputs it carries) is
+    over its bound. Outputs are bounded by the worker (WORKFLOW_MAX_OUTPUT_BYTES), so they are
+    measured only when that many maximal outputs could exceed the bound: with the default
+    limits, never for a node of 15 dependencies or fewer."""
+    limit = conf().max_node_payload_bytes
+    if config_bytes + len(upstream) * conf().max_output_bytes <= limit:
+        return
+    total = config_bytes
+    for node_id, output in upstream.items():
+        if node_id not in sizes:
+            sizes[node_id] = json_size(output)
+        total += sizes[node_id]
+    if total > limit:
+        what = "the task payload (config and upstream outputs)"
+        raise LimitExceeded(over_limit(what, total, limit, "WORKFLOW_MAX_NODE_PAYLOAD_BYTES"))
 
 
 def needed_outputs(spec: WorkflowSpec, node_id: str) -> set[str]:

@@ -193,7 +193,7 @@ def expected_outputs(workflow: dict[str, Any]) -> dict[str, Any]:
             attempt=attempts + 1,
             config=config,
             upstream={dep: outputs[dep] for dep in node.dependencies},
-            input=dict(spec.input),
+            load_input=lambda: dict(spec.input),
         )
         try:
             outputs[node.id] = run_handler(node.handler, context)

@@ -35,6 +35,39 @@ class TemplateResolutionError(ValueError):
         self.reason = reason
 
 
+class TemplateSizeError(ValueError):
+    """Resolving would insert more than the budget allows: a template repeated over a large value."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(f"templates insert more than {budget:,} bytes")
+        self.budget = budget
+
+
+class _Budget:
+    """Counts the text templates insert and stops resolution past a limit, before the copies are
+    made: a config of a few KB repeating a large output could otherwise take gigabytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+        self.sizes: dict[int, int] = {}  # id() of a shared value -> its JSON size
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise TemplateSizeError(self.limit)
+
+    def value(self, value: object) -> None:
+        """A value inserted with its JSON type; one inserted many times is measured once."""
+        if isinstance(value, dict | list):
+            key = id(value)
+            if key not in self.sizes:
+                self.sizes[key] = len(_compact_json(value))
+            self.spend(self.sizes[key])
+        else:
+            self.spend(len(_as_text(value)))
+
+
 @dataclass(frozen=True, slots=True)
 class _Location:
     """A place in a JSON value, kept as a link to its parent so deep walks stay linear."""
@@ -140,29 +173,42 @@ def find_references(config: object) -> list[tuple[str, TemplateRef]]:
     return found
 
 
-def resolve(config: object, outputs: Mapping[str, object]) -> object:
+def resolve(config: object, outputs: Mapping[str, object], max_inserted_bytes: int | None = None) -> object:
     """A copy of `config` with every template replaced by the output it names.
 
     A string that is one template and nothing else (surrounding whitespace aside) becomes the
     referenced value with its JSON type; otherwise each template is replaced in the text by the
     value (strings as they are, anything else as compact JSON). Inserted values are never scanned
     for templates again, and nothing is evaluated. Values taken from `outputs` are shared, not
-    copied. Raises TemplateResolutionError when a referenced value does not exist.
+    copied. Raises TemplateResolutionError when a referenced value does not exist, and
+    TemplateSizeError when the inserted values (counted as compact JSON text) would exceed
+    `max_inserted_bytes`.
     """
+    budget = _Budget(max_inserted_bytes) if max_inserted_bytes is not None else None
 
     def substitute(leaf: object, _location: _Location | None) -> object:
-        return _resolve_string(leaf, outputs) if isinstance(leaf, str) else leaf
+        return _resolve_string(leaf, outputs, budget) if isinstance(leaf, str) else leaf
 
     return _map_leaves(config, substitute)
 
 
-def _resolve_string(text: str, outputs: Mapping[str, object]) -> object:
+def _resolve_string(text: str, outputs: Mapping[str, object], budget: _Budget | None) -> object:
     if "{{" not in text:
         return text
     whole = _WHOLE_STRING_TEMPLATE.fullmatch(text)
     if whole is not None:
-        return _lookup(_reference(whole), outputs)
-    return _TEMPLATE.sub(lambda match: _as_text(_lookup(_reference(match), outputs)), text)
+        value = _lookup(_reference(whole), outputs)
+        if budget is not None:
+            budget.value(value)
+        return value
+
+    def insert(match: re.Match[str]) -> str:
+        inserted = _as_text(_lookup(_reference(match), outputs))
+        if budget is not None:
+            budget.spend(len(inserted))
+        return inserted
+
+    return _TEMPLATE.sub(insert, text)
 
 
 def _lookup(ref: TemplateRef, outputs: Mapping[str, object]) -> object:
