@@ -68,20 +68,27 @@ def test_an_output_too_large_for_kafka_fails_its_node_and_the_others_are_reporte
 ) -> None:
     execution_id = str(uuid.uuid4())
     huge = "x" * 2_000_000  # over the producer's 1 MB message limit
+    loud = {
+        **payload(execution_id, "loud", url=huge, status_code=500, mock_latency_seconds=0),
+        "handler": "call_external_service",
+    }  # its error message, not its output, is over the limit
     tasks.execute(
         [
             payload(execution_id, "small", n=1),
             payload(execution_id, "huge", blob=huge),
+            loud,
             payload(execution_id, "last"),
         ],
         "worker-test",
     )
-    found = read(reports, 3)
+    found = read(reports, 4)
     assert found["small"]["status"] == "COMPLETED" and found["small"]["output"] == {"n": 1}
     assert found["last"]["status"] == "COMPLETED"
     assert found["huge"]["status"] == "FAILED" and found["huge"]["output"] is None
-    assert "could not report the outcome" in found["huge"]["error"]
-    assert "MSG_SIZE_TOO_LARGE" in found["huge"]["error"]
+    assert "over the limit of 524,288 bytes (WORKFLOW_MAX_OUTPUT_BYTES)" in found["huge"]["error"]
+    assert found["loud"]["status"] == "FAILED"
+    assert "could not report the outcome" in found["loud"]["error"]
+    assert "MSG_SIZE_TOO_LARGE" in found["loud"]["error"]
 
 
 def test_nodes_run_when_the_mirror_is_unreachable(reports: Consumer, settings: Any) -> None:
