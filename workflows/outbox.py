@@ -26,9 +26,13 @@ def relay() -> int:
     pending = list(OutboxMessage.objects.all()[:RELAY_BATCH_SIZE])
     if not pending:
         return 0
-    kafka_io.publish(
+    refused = kafka_io.publish(
         [(message.topic, message.key, encode(message.payload)) for message in pending], RELAY_FLUSH_TIMEOUT_S
     )
+    for index, error in refused.items():  # sending it again cannot help; keeping it would block the relay
+        logger.error(
+            "Kafka refused outbox message %s (%s) for good: %s", pending[index].pk, pending[index].key, error
+        )
     OutboxMessage.objects.filter(pk__in=[message.pk for message in pending]).delete()
     logger.debug("relayed %d outbox message(s)", len(pending))
     return len(pending)
