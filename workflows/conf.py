@@ -19,6 +19,8 @@ class EngineConf:
     node_timeout_seconds: float
     min_tasks_per_batch: int
     max_nodes_per_task: int
+    scheduler_stall_seconds: float
+    scheduler_give_up_seconds: float
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -47,6 +49,8 @@ def conf() -> EngineConf:
         node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
         min_tasks_per_batch=at_least_one("MIN_TASKS_PER_BATCH", raw["MIN_TASKS_PER_BATCH"]),
         max_nodes_per_task=at_least_one("MAX_NODES_PER_TASK", raw["MAX_NODES_PER_TASK"]),
+        scheduler_stall_seconds=positive("SCHEDULER_STALL_SECONDS", raw["SCHEDULER_STALL_SECONDS"]),
+        scheduler_give_up_seconds=positive("SCHEDULER_GIVE_UP_SECONDS", raw["SCHEDULER_GIVE_UP_SECONDS"]),
     )
 
 
@@ -58,4 +62,15 @@ def at_least_one(name: str, text: object) -> int:
         value = 0
     if value < 1:
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def positive(name: str, text: object) -> float:
+    """A duration setting: a number of seconds above 0."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value
