@@ -75,14 +75,14 @@ class TaskComplete:
     def from_json(cls, data: Mapping[str, Any]) -> "TaskComplete":
         """Validate a decoded report field by field, raising InvalidMessage for the first wrong
         one; fields a newer worker may add are ignored."""
-        status = data.get("status")
+        status = data.get("status", _MISSING)
         if status not in REPORT_STATUSES:
             raise invalid("status", f"must be one of {', '.join(REPORT_STATUSES)}", status)
         return cls(
             execution_id=execution_id_of(data),
             node_id=node_id_of(data),
             attempt=attempt_of(data),
-            status=status,
+            status=str(status),
             output=data.get("output"),
             error=text_of(data, "error"),
             started_at=moment_of(data, "started_at"),
