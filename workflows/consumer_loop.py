@@ -15,7 +15,7 @@ from functools import partial
 from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections
 from redis import RedisError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ POLL_TIMEOUT_S = 0.05
 RETRY_BACKOFF_S = 0.2
 METADATA_TIMEOUT_S = 2.0
 RETRYABLE = (DatabaseError, KafkaException, RedisError)
+# Database errors that some data causes (a value or a constraint the database refuses), not an
+# outage: retrying cannot help, so the batch is contained like any other bug its data trips.
+PERMANENT = (DataError, IntegrityError)
 MAX_RETRY_BACKOFF_S = 5.0
 STALLED_EXIT_CODE = 3
 DEFAULT_GIVE_UP_S = 120.0
@@ -40,9 +43,14 @@ class Stalled(SystemExit):
         self.reason = f"{what} failed for {seconds:.0f} s"
 
 
+def retryable(exc: BaseException) -> bool:
+    """Whether an error is an outage worth waiting out (RETRYABLE, not PERMANENT)."""
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, PERMANENT)
+
+
 def retry_for(work: Callable[[], None], what: str, give_up_s: float, note: Callable[[], None]) -> None:
-    """Run `work` until it succeeds, retrying RETRYABLE errors with a growing backoff; raise
-    Stalled once they have lasted `give_up_s`. `note` is told of every attempt."""
+    """Run `work` until it succeeds, retrying outages with a growing backoff; raise Stalled once
+    they have lasted `give_up_s`. `note` is told of every attempt."""
     backoff, first_failure = RETRY_BACKOFF_S, None
     while True:
         note()
@@ -51,6 +59,8 @@ def retry_for(work: Callable[[], None], what: str, give_up_s: float, note: Calla
             work()
             return
         except RETRYABLE as exc:
+            if not retryable(exc):
+                raise
             first_failure = first_failure or time.monotonic()
             failing_s = time.monotonic() - first_failure
             if failing_s >= give_up_s:

@@ -25,7 +25,7 @@ from redis import RedisError
 
 from workflows import bulk, dead_letters, kafka_io, metrics, mirror, outbox, task_queue
 from workflows.conf import conf
-from workflows.consumer_loop import RETRYABLE, Stalled
+from workflows.consumer_loop import Stalled, retryable
 from workflows.dag import WorkflowSpec
 from workflows.dead_letters import DeadLetter
 from workflows.events import (
@@ -271,9 +271,9 @@ class Scheduler:
             )
             try:
                 self.run(lambda batch: self.fail(execution_id, error, batch))
-            except RETRYABLE:
-                raise
-            except Exception:  # the execution's own data may trip this too: the letter still goes
+            except Exception as failure:  # its own data may trip this too: the letter still goes
+                if retryable(failure):
+                    raise
                 logger.exception("could not fail execution %s after its poison message", execution_id)
         dead_letters.send([letter])
 

@@ -178,3 +178,42 @@ def test_a_stopped_scheduler_turns_health_503_naming_it_and_back_to_200_when_sta
         assert stack.wait_finished(execution_id)["status"] == "COMPLETED"
     finally:
         stack.restore()
+
+
+def test_a_report_the_database_refuses_fails_its_execution_only(stack: Stack) -> None:
+    """A well-typed report whose output JSON holds 1e400 (infinity, which Python's json reads and
+    neither SQLite's JSON check nor PostgreSQL's jsonb accepts) trips the batch's transaction
+    for good. On main the refusal counts as a database outage: the batch is retried forever and
+    the scheduler applies nothing else."""
+    slow = {
+        "name": "poisoned-by-its-output",
+        "dag": {
+            "nodes": [
+                {"id": "slow", "handler": "llm", "config": {"prompt": "x", "mock_latency_seconds": 3}},
+                {"id": "after", "handler": "output", "dependencies": ["slow"]},
+            ]
+        },
+    }
+    victim = stack.submit(slow, trigger=True)
+
+    def running_attempt() -> int | None:
+        node = stack.status(victim)["nodes"]["slow"]
+        return node["attempt"] if node["status"] == "RUNNING" else None
+
+    attempt = wait_until(running_attempt, 30, "the slow node to run", 0.1)
+    poison = report(victim, node_id="slow", attempt=attempt).replace(
+        b'"output": {}', b'"output": {"x": 1e400}'
+    )
+    at = publish(stack, TASK_COMPLETE, [(victim, poison)])
+    bystander = stack.submit(DIAMOND, trigger=True)
+
+    state = stack.wait_finished(victim)
+    assert state["status"] == "FAILED", state
+    assert "could not apply a message" in state["error"] and "dead-letter topic" in state["error"], state
+    assert stack.wait_finished(bystander)["status"] == "COMPLETED"
+    wait_consumed(stack, TASK_COMPLETE, at)
+    (letter,) = [
+        record for record in dead_letters(stack, topic(stack, TASK_COMPLETE)) if record.value == poison
+    ]
+    assert letter.headers["dead_letter.reason"] == b"handler_error"
+    assert stack.alive("scheduler")

@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from workflows import scheduler
+from workflows.conf import conf
 from workflows.consumer_loop import STALLED_EXIT_CODE, ConsumerLoop, Stalled
 
 
@@ -148,3 +149,24 @@ def test_the_loop_notes_its_turns_and_progress_for_the_heartbeat() -> None:
     loop.progress.progressed_at = loop.progress.turned_at = 0.0
     loop.turn()
     assert loop.progress.progressed_at > 0 and loop.progress.turned_at > 0
+
+
+def test_batch_effects_that_cannot_be_sent_for_the_give_up_time_exit_non_zero(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """Effects that could not be sent used to be retried in place forever (a wedged scheduler)."""
+    monkeypatch.setattr(scheduler, "SEND_RETRY_BACKOFF_S", 0.01)
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "SCHEDULER_GIVE_UP_SECONDS": "0.1"}
+    conf.cache_clear()
+    attempts: list[int] = []
+
+    def enqueue() -> None:
+        attempts.append(1)
+        raise RedisConnectionError("Connection refused.")
+
+    try:
+        with pytest.raises(Stalled) as stalled:
+            scheduler.retry_until_done(enqueue)
+    finally:
+        conf.cache_clear()
+    assert stalled.value.code == STALLED_EXIT_CODE and len(attempts) > 1
