@@ -38,9 +38,8 @@ class Stalled(SystemExit):
     exits non-zero, without committing, so that what runs it starts it again. A SystemExit, so
     that no handler's `except Exception` mistakes it for a poison message."""
 
-    def __init__(self, what: str, seconds: float) -> None:
+    def __init__(self) -> None:
         super().__init__(STALLED_EXIT_CODE)
-        self.reason = f"{what} failed for {seconds:.0f} s"
 
 
 def retryable(exc: BaseException) -> bool:
@@ -67,7 +66,7 @@ def retry_for(work: Callable[[], None], what: str, give_up_s: float, note: Calla
                 logger.error(
                     "%s failed for %.0f s (%s: %s); exiting", what, failing_s, type(exc).__name__, exc
                 )
-                raise Stalled(what, failing_s) from exc
+                raise Stalled from exc
             logger.warning("%s: %s: %s; retrying in %.1fs", what, type(exc).__name__, exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)

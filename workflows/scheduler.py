@@ -78,7 +78,7 @@ def retry_until_done(work: Callable[[], None]) -> None:
             failing_s = time.monotonic() - first_failure
             if failing_s >= conf().scheduler_give_up_seconds:
                 logger.error("sending batch effects failed for %.0f s (%s); exiting", failing_s, exc)
-                raise Stalled("sending batch effects", failing_s) from exc
+                raise Stalled from exc
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
