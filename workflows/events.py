@@ -149,17 +149,17 @@ def text_of(data: Mapping[str, Any], name: str) -> str:
 
 
 def moment_of(data: Mapping[str, Any], name: str) -> str | None:
-    """An ISO-8601 time, or null."""
+    """An ISO-8601 time with its UTC offset, or null: a time without one could not be compared
+    with the scheduler's (the metrics subtract them)."""
     value = data.get(name)
     if value is None:
         return None
     try:
-        if isinstance(value, str):
-            datetime.fromisoformat(value)
+        if isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None:
             return value
     except ValueError:
         pass
-    raise invalid(name, "must be an ISO-8601 time or null", value)
+    raise invalid(name, "must be an ISO-8601 time with a UTC offset, or null", value)
 
 
 def is_number(value: object) -> bool:

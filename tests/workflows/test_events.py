@@ -69,6 +69,7 @@ def test_an_upper_case_execution_id_is_made_canonical() -> None:
         ("error", None),
         ("started_at", 1764622800),
         ("started_at", "yesterday"),
+        ("started_at", "2026-12-01T21:00:00"),
         ("finished_at", ["2026-12-01"]),
         ("worker", 7),
     ],
