@@ -4,7 +4,8 @@
 Used by bin/services, run with the project venv's python (needs confluent-kafka):
 
     kafka_topics.py --wait 90       # exit 0 once a metadata request lists a broker, 1 at the deadline
-    kafka_topics.py                 # create workflow.start, task.dispatch, task.complete
+    kafka_topics.py                 # create the topics: workflow.start, task.dispatch, task.complete
+                                    # and workflow.dead_letter
 
 Defaults come from the environment: KAFKA_BOOTSTRAP_SERVERS (else 127.0.0.1:$KAFKA_PORT),
 KAFKA_TOPIC_PREFIX, KAFKA_PARTITIONS.
@@ -20,7 +21,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-TOPICS = ("workflow.start", "task.dispatch", "task.complete")
+TOPICS = ("workflow.start", "task.dispatch", "task.complete", "workflow.dead_letter")
 
 
 def _quiet(_err: KafkaError) -> None:

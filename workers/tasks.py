@@ -1,5 +1,6 @@
 """The thin Celery task: run the handlers of the nodes it carries and report each outcome to Kafka."""
 
+import json
 import logging
 import socket
 import threading
@@ -9,14 +10,25 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import worker_process_init, worker_ready
 from confluent_kafka import KafkaError, KafkaException
+from django.conf import settings
 from django.utils import timezone
 
 from workers.handler_threads import Job, run_all
-from workers.handlers import NodeContext
+from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
-from workflows import kafka_io, mirror
+from workflows import dead_letters, kafka_io, mirror
 from workflows.conf import conf
-from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, decode, encode
+from workflows.dead_letters import DeadLetter
+from workflows.events import (
+    RUN_NODE_TASK,
+    RUN_NODES_TASK,
+    TASK_COMPLETE,
+    InvalidMessage,
+    TaskComplete,
+    decode,
+    encode,
+    validate_task_payload,
+)
 from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)
@@ -34,14 +46,49 @@ def connect_producer(**kwargs: object) -> None:
 def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     """A task carries one node, or several when the scheduler readied more at once than it
     spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
-    execute(payloads, self.request.hostname or socket.gethostname())
+    if not isinstance(payloads, list):
+        payloads = [payloads]  # refused below, unless it is one payload
+    execute(well_formed(payloads), self.request.hostname or socket.gethostname())
 
 
 @shared_task(name=RUN_NODE_TASK, bind=True)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions: its messages still queued when workers are
     upgraded run as a task of one node instead of waiting out their leases."""
-    execute([payload], self.request.hostname or socket.gethostname())
+    execute(well_formed([payload]), self.request.hostname or socket.gethostname())
+
+
+def well_formed(payloads: list[Any]) -> list[dict[str, Any]]:
+    """The payloads that keep the contract (workflows/events.py) and name a handler this worker
+    has; the others are dead-lettered, and the task goes on with the rest and returns normally,
+    so that it is acknowledged rather than redelivered."""
+    known = handler_names()
+    good, refused = [], []
+    for payload in payloads:
+        try:
+            validate_task_payload(payload)
+            if payload["handler"] not in known:
+                raise InvalidMessage("unknown_handler", f"no handler named {payload['handler'][:80]!r} here")
+            good.append(payload)
+        except InvalidMessage as exc:
+            refused.append(refused_payload(payload, exc))
+    if refused:
+        try:
+            dead_letters.send(refused)
+        except KafkaException as exc:  # the log above keeps them; the good payloads must not wait
+            logger.error("could not dead-letter %d node payload(s): %s", len(refused), exc)
+    return good
+
+
+def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
+    key = payload.get("execution_id") if isinstance(payload, dict) else None
+    return DeadLetter(
+        source=f"celery:{settings.CELERY_TASK_DEFAULT_QUEUE}",
+        key=key.encode() if isinstance(key, str) else None,
+        value=json.dumps(payload, default=str).encode(),
+        reason=error.reason,
+        detail=str(error),
+    )
 
 
 def execute(payloads: list[dict[str, Any]], worker: str) -> None:

@@ -31,6 +31,8 @@ class EngineConf:
     max_resolved_config_bytes: int
     max_output_bytes: int
     max_node_payload_bytes: int
+    scheduler_stall_seconds: float
+    scheduler_give_up_seconds: float
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -64,6 +66,8 @@ def conf() -> EngineConf:
         max_resolved_config_bytes=at_least_one("MAX_RESOLVED_CONFIG_BYTES", raw["MAX_RESOLVED_CONFIG_BYTES"]),
         max_output_bytes=at_least_one("MAX_OUTPUT_BYTES", raw["MAX_OUTPUT_BYTES"]),
         max_node_payload_bytes=at_least_one("MAX_NODE_PAYLOAD_BYTES", raw["MAX_NODE_PAYLOAD_BYTES"]),
+        scheduler_stall_seconds=positive("SCHEDULER_STALL_SECONDS", raw["SCHEDULER_STALL_SECONDS"]),
+        scheduler_give_up_seconds=positive("SCHEDULER_GIVE_UP_SECONDS", raw["SCHEDULER_GIVE_UP_SECONDS"]),
     )
     check_size_limits(engine)
     return engine
@@ -109,4 +113,15 @@ def at_least_one(name: str, text: object) -> int:
         value = 0
     if value < 1:
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def positive(name: str, text: object) -> float:
+    """A duration setting: a number of seconds above 0."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value

@@ -506,6 +506,11 @@ def _ancestor_pairs(
     return confirmed
 
 
+def is_node_id(value: str) -> bool:
+    """Whether a string follows the node id rule (the messages about a node are checked with it)."""
+    return _NODE_ID.fullmatch(value) is not None
+
+
 def _valid_id(node_id: str | None) -> str | None:
     """The id to put in FieldError.node: only one a client could look the node up by."""
     return node_id if node_id is not None and _NODE_ID.fullmatch(node_id) else None

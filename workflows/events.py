@@ -1,15 +1,34 @@
-"""Kafka topic names and the shapes of the messages on them (JSON, keyed by execution id)."""
+"""Kafka topic names and the shapes of the messages on them (JSON, keyed by execution id), with
+the validation every consumer applies to what it reads: one contract, imported by both sides."""
 
 import json
+import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
+
+from workflows.dag import is_node_id
 
 WORKFLOW_START = "workflow.start"
 TASK_DISPATCH = "task.dispatch"
 TASK_COMPLETE = "task.complete"
-ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE)
+DEAD_LETTER = "workflow.dead_letter"
+ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE, DEAD_LETTER)
 RUN_NODES_TASK = "workers.run_nodes"
 RUN_NODE_TASK = "workers.run_node"  # the one-node task of earlier versions, still accepted
+REPORT_STATUSES = ("COMPLETED", "FAILED")
+_MISSING = object()
+
+
+class InvalidMessage(ValueError):
+    """A message or task payload that breaks its contract. `reason` is a short code that names
+    the problem (`invalid_attempt`, `not_json`…; a metric label, so a small fixed set), the
+    message says what is wrong and where."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def task_id(execution_id: str, node_id: str, attempt: int) -> str:
@@ -27,6 +46,18 @@ def bundle_task_id(payloads: list[dict[str, Any]]) -> str:
 
 
 @dataclass(frozen=True)
+class WorkflowStart:
+    """The announcement that an execution was triggered (or resumed by retry-from-failure)."""
+
+    execution_id: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "WorkflowStart":
+        """Validate a decoded message; fields a newer sender may add are ignored."""
+        return cls(execution_id_of(data))
+
+
+@dataclass(frozen=True)
 class TaskComplete:
     """A worker's report that one attempt of one node finished, well or badly."""
 
@@ -41,10 +72,98 @@ class TaskComplete:
     worker: str = ""
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TaskComplete":
-        """Build from a decoded message, ignoring fields a newer worker may add."""
-        fields = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in data.items() if key in fields})
+    def from_json(cls, data: Mapping[str, Any]) -> "TaskComplete":
+        """Validate a decoded report field by field, raising InvalidMessage for the first wrong
+        one; fields a newer worker may add are ignored."""
+        status = data.get("status", _MISSING)
+        if status not in REPORT_STATUSES:
+            raise invalid("status", f"must be one of {', '.join(REPORT_STATUSES)}", status)
+        return cls(
+            execution_id=execution_id_of(data),
+            node_id=node_id_of(data),
+            attempt=attempt_of(data),
+            status=str(status),
+            output=data.get("output"),
+            error=text_of(data, "error"),
+            started_at=moment_of(data, "started_at"),
+            finished_at=moment_of(data, "finished_at"),
+            worker=text_of(data, "worker"),
+        )
+
+
+def validate_task_payload(payload: object) -> None:
+    """Check one node payload of a Celery task (what Scheduler.build_task builds); the worker
+    checks the handler name against its registry itself."""
+    if not isinstance(payload, dict):
+        shown = type(payload).__name__
+        raise InvalidMessage("not_object", f"a node payload must be a JSON object, not {shown}")
+    execution_id_of(payload)
+    node_id_of(payload)
+    attempt_of(payload)
+    if not isinstance(payload.get("handler"), str):
+        raise invalid("handler", "must be a string", payload.get("handler", _MISSING))
+    for name in ("config", "upstream", "input"):
+        if not isinstance(payload.get(name, {}), dict):
+            raise invalid(name, "must be a JSON object", payload[name])
+    timeout_s = payload.get("timeout_seconds")
+    if timeout_s is not None and (not is_number(timeout_s) or not 0 < timeout_s < float("inf")):
+        raise invalid("timeout_seconds", "must be a positive number or null", timeout_s)
+
+
+def invalid(name: str, rule: str, value: object) -> InvalidMessage:
+    """The error for field `name`, showing (the start of) the value it had."""
+    shown = "missing" if value is _MISSING else f"got {json.dumps(value, default=str)[:80]}"
+    return InvalidMessage(f"invalid_{name}", f"field '{name}' {rule} ({shown})")
+
+
+def execution_id_of(data: Mapping[str, Any]) -> str:
+    """The execution id, in the canonical form the database and Kafka keys use."""
+    value = data.get("execution_id", _MISSING)
+    try:
+        if isinstance(value, str):
+            return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    raise invalid("execution_id", "must be a UUID string", value)
+
+
+def node_id_of(data: Mapping[str, Any]) -> str:
+    value = data.get("node_id", _MISSING)
+    if isinstance(value, str) and is_node_id(value):
+        return value
+    raise invalid("node_id", "must be a node id (1-128 letters, digits, '_' or '-')", value)
+
+
+def attempt_of(data: Mapping[str, Any]) -> int:
+    value = data.get("attempt", _MISSING)
+    if type(value) is int and value >= 1:
+        return value
+    raise invalid("attempt", "must be a whole number of at least 1", value)
+
+
+def text_of(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    if isinstance(value, str):
+        return value
+    raise invalid(name, "must be a string", value)
+
+
+def moment_of(data: Mapping[str, Any], name: str) -> str | None:
+    """An ISO-8601 time with its UTC offset, or null: a time without one could not be compared
+    with the scheduler's (the metrics subtract them)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None:
+            return value
+    except ValueError:
+        pass
+    raise invalid(name, "must be an ISO-8601 time with a UTC offset, or null", value)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def encode(payload: dict[str, Any] | TaskComplete) -> bytes:
@@ -54,8 +173,11 @@ def encode(payload: dict[str, Any] | TaskComplete) -> bytes:
 
 
 def decode(value: bytes | None) -> dict[str, Any]:
-    """Deserialize a message value; anything that is not a JSON object is an error."""
-    data = json.loads(value or b"null")
+    """Deserialize a message value; anything that is not a JSON object is an InvalidMessage."""
+    try:
+        data = json.loads(value or b"null")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise InvalidMessage("not_json", f"the message value is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("message value is not a JSON object")
+        raise InvalidMessage("not_object", f"the message value is JSON {type(data).__name__}, not an object")
     return data

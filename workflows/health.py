@@ -1,4 +1,5 @@
-"""Dependency checks for /health: each reports up/down and its round-trip latency."""
+"""Dependency checks for /health: each reports up/down and its round-trip latency; the scheduler
+counts as one, judged by its heartbeat (workflows/scheduler_heartbeat.py)."""
 
 import time
 from collections.abc import Callable
@@ -7,8 +8,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 from django.db import connection
+from redis import RedisError
 
-from workflows import mirror
+from workflows import mirror, scheduler_heartbeat
 from workflows.conf import conf
 
 KAFKA_TIMEOUT_S = 2.0
@@ -35,21 +37,49 @@ def check_kafka() -> None:
         raise ConnectionError("no Kafka broker answered")
 
 
+class Unknown(Exception):
+    """A check that cannot tell: what it needs is down, and that is reported already."""
+
+
+class SchedulerDown(Exception):
+    """No scheduler is alive, or none has made progress for WORKFLOW_SCHEDULER_STALL_SECONDS."""
+
+
+def check_scheduler() -> None:
+    """Some scheduler of this consumer group is alive and has made progress lately. Its progress
+    counts idle polls that found nothing to do, so only a scheduler failing (or stuck) on work
+    in hand stops making progress."""
+    try:
+        beats = scheduler_heartbeat.alive()
+    except RedisError as exc:
+        raise Unknown(f"the heartbeats are in Redis, which does not answer: {exc}") from None
+    if not beats:
+        ttl_s = scheduler_heartbeat.HEARTBEAT_TTL_S
+        raise SchedulerDown(f"no scheduler is alive: none sent a heartbeat in the last {ttl_s:.0f} s")
+    stalled_s = time.time() - max(beat.progressed_at for beat in beats)
+    if stalled_s > conf().scheduler_stall_seconds:
+        raise SchedulerDown(
+            f"{len(beats)} scheduler(s) alive, but none has made progress for {stalled_s:.0f} s"
+        )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "redis": check_redis,
     "kafka": check_kafka,
+    "scheduler": check_scheduler,
 }
 
 
 def probe(check: Callable[[], None]) -> dict[str, Any]:
-    """Run one check, timing it; an exception means the dependency is down."""
+    """Run one check, timing it; an exception means the dependency is down (`unknown` when the
+    check could not tell, its own dependency being down)."""
     started = time.perf_counter()
     try:
         check()
     except Exception as exc:  # any failure of a dependency is reported, not raised
         return {
-            "status": "down",
+            "status": "unknown" if isinstance(exc, Unknown) else "down",
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "error": str(exc),
         }

@@ -11,6 +11,7 @@ the scrape.
 
 import logging
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
-from workflows import mirror
+from workflows import mirror, scheduler_heartbeat
 from workflows.conf import conf
 from workflows.events import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 METRICS_KEY = "wf:metrics"
 SEPARATOR = "|"
 RUNS = "node_runs"
+DEAD_LETTERS = "dead_letters"
 DURATION = "node_run_duration_seconds"
 DISPATCH = "node_dispatch_latency_seconds"
 BUCKET, SUM = "_bucket", "_sum"
@@ -145,6 +147,8 @@ def node_families(stored: Mapping[bytes, bytes]) -> list[Metric]:
     for raw_name, raw_value in sorted(stored.items()):
         name, *labels = raw_name.decode().split(SEPARATOR)
         value = float(raw_value)
+        if name == DEAD_LETTERS:
+            continue
         if name == RUNS:
             runs.add_metric(labels, value)
         elif name.endswith(BUCKET):
@@ -173,6 +177,42 @@ def node_families(stored: Mapping[bytes, bytes]) -> list[Metric]:
             labels, cumulative_buckets(per_bucket, bounds_s), sum_value=sums.get((metric, *labels), 0.0)
         )
     return [runs, duration, dispatch]
+
+
+def dead_letter_family(stored: Mapping[bytes, bytes]) -> CounterMetricFamily:
+    """Messages and task payloads refused and copied to the dead-letter topic, by source and reason."""
+    family = CounterMetricFamily(
+        "workflows_dead_letters",
+        "Messages and task payloads refused and copied to the dead-letter topic, by source and reason.",
+        labels=["source", "reason"],
+    )
+    for raw_name, raw_value in sorted(stored.items()):
+        name, *labels = raw_name.decode().split(SEPARATOR)
+        if name == DEAD_LETTERS:
+            family.add_metric(labels, float(raw_value))
+    return family
+
+
+def scheduler_families() -> list[Metric]:
+    """The schedulers alive (by heartbeat) and the seconds since any of them last made progress."""
+    beats = scheduler_heartbeat.alive()
+    alive = GaugeMetricFamily("workflows_schedulers_alive", "Schedulers with a live heartbeat.")
+    alive.add_metric([], len(beats))
+    families: list[Metric] = [alive]
+    if beats:
+        since = GaugeMetricFamily(
+            "workflows_scheduler_seconds_since_progress",
+            "Seconds since a scheduler last applied a batch or found nothing to do.",
+        )
+        since.add_metric([], max(0.0, time.time() - max(beat.progressed_at for beat in beats)))
+        families.append(since)
+    return families
+
+
+def redis_families() -> list[Metric]:
+    """What /metrics reads from the mirror's Redis: the metrics hash and the heartbeats."""
+    stored = mirror.client().hgetall(METRICS_KEY)
+    return [*node_families(stored), dead_letter_family(stored), *scheduler_families()]
 
 
 def executions_by_status() -> GaugeMetricFamily:
@@ -262,7 +302,7 @@ class EngineCollector(Collector):
         )
         sources = (
             ("database", DatabaseError, lambda: [executions_by_status()]),
-            ("redis", RedisError, lambda: node_families(mirror.client().hgetall(METRICS_KEY))),
+            ("redis", RedisError, redis_families),
             ("broker", RedisError, lambda: [celery_queue_depth()]),
             ("kafka", (KafkaException, TimeoutError), lambda: [consumer_lag()]),
         )

@@ -22,18 +22,23 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from redis import RedisError
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError, TryAgainError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 
-from workflows import bulk, kafka_io, metrics, mirror, outbox, task_queue
+from workflows import bulk, dead_letters, kafka_io, metrics, mirror, outbox, task_queue
 from workflows.conf import conf
+from workflows.consumer_loop import Stalled, retryable
 from workflows.dag import WorkflowSpec
+from workflows.dead_letters import DeadLetter
 from workflows.events import (
     TASK_COMPLETE,
     TASK_DISPATCH,
     WORKFLOW_START,
+    InvalidMessage,
     TaskComplete,
+    WorkflowStart,
     decode,
     encode,
+    execution_id_of,
 )
 from workflows.kafka_io import partition_for
 from workflows.limits import LimitExceeded, json_size, over_limit
@@ -67,14 +72,20 @@ T = TypeVar("T")
 
 def retry_until_done(work: Callable[[], T]) -> T:
     """Retry effects that must happen once the database has committed, while they fail for a
-    reason that passes (Redis or Kafka down, a timeout, a full queue); raise a permanent refusal."""
-    backoff = SEND_RETRY_BACKOFF_S
+    reason that passes (Redis or Kafka down, a timeout, a full queue), for
+    WORKFLOW_SCHEDULER_GIVE_UP_SECONDS at most: then the scheduler exits (Stalled) to be
+    restarted. A permanent refusal is raised at once."""
+    backoff, first_failure = SEND_RETRY_BACKOFF_S, time.monotonic()
     while True:
         try:
             return work()
         except (RedisError, KafkaException) as exc:
             if not is_transient(exc):
                 raise
+            failing_s = time.monotonic() - first_failure
+            if failing_s >= conf().scheduler_give_up_seconds:
+                logger.error("sending batch effects failed for %.0f s (%s); exiting", failing_s, exc)
+                raise Stalled from exc
             logger.warning("sending batch effects failed (%s); retrying in %.1fs", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
@@ -86,7 +97,7 @@ def is_transient(exc: RedisError | KafkaException) -> bool:
     if isinstance(exc, KafkaException):
         return kafka_io.is_transient_exception(exc)
     return not isinstance(exc, ResponseError) or isinstance(
-        exc, BusyLoadingError | ReadOnlyError | TryAgainError
+        exc, BusyLoadingError | OutOfMemoryError | ReadOnlyError | TryAgainError
     )
 
 
@@ -243,8 +254,10 @@ class Scheduler:
         return self.waiting_tasks if fresh else 0
 
     def handle_batch(self, messages: Iterable[Message]) -> None:
-        """Apply a batch in one transaction, then send what it dispatched."""
-        starts, reports = self.decode(messages)
+        """Apply a batch in one transaction, send what it dispatched, then dead-letter the
+        messages that broke their contract (one flush for them all, before the offsets are
+        committed)."""
+        starts, reports, refused = self.decode(messages)
 
         def apply(batch: Batch) -> None:
             batch.lock_executions([*starts, *(report.execution_id for report in reports)])
@@ -255,6 +268,36 @@ class Scheduler:
                 self.complete(report, batch)
 
         self.run(apply)
+        if refused:
+            dead_letters.send(refused)
+
+    def poisoned(self, message: Message, exc: Exception) -> None:
+        """A message whose handling raised on its own, not for an outage: fail the execution it
+        names (in a transaction of its own, so the rest of the batch stands) and dead-letter it
+        with the exception."""
+        cause = f"{type(exc).__name__}: {exc}"
+        letter = DeadLetter.of_message(message, InvalidMessage("handler_error", cause))
+        try:
+            execution_id = execution_id_of(decode(message.value()))
+        except InvalidMessage:
+            execution_id = None
+        if execution_id is not None:
+            error = (
+                f"the scheduler could not apply a message about this execution ({cause}); "
+                f"the message is in the dead-letter topic, from {letter.where()}"
+            )
+            try:
+                self.run(lambda batch: self.fail(execution_id, error, batch))
+            except Exception as failure:  # its own data may trip this too: the letter still goes
+                if retryable(failure):
+                    raise
+                logger.exception("could not fail execution %s after its poison message", execution_id)
+        dead_letters.send([letter])
+
+    def fail(self, execution_id: str, error: str, batch: Batch) -> None:
+        execution = batch.execution(execution_id)
+        if execution is not None and execution.status == ExecutionStatus.RUNNING:
+            self.finish(execution, ExecutionStatus.FAILED, error, batch)
 
     def reconcile(self) -> None:
         """Give lost attempts a new one: nodes whose lease expired without a report.
@@ -287,26 +330,23 @@ class Scheduler:
         self.send(batch)
 
     @staticmethod
-    def decode(messages: Iterable[Message]) -> tuple[list[str], list[TaskComplete]]:
-        """Split a batch into starts and reports; a malformed message is logged and skipped."""
+    def decode(messages: Iterable[Message]) -> tuple[list[str], list[TaskComplete], list[DeadLetter]]:
+        """Split a batch into starts and reports, validating every field; a message that breaks
+        its contract is refused, to be dead-lettered."""
         starts: list[str] = []
         reports: list[TaskComplete] = []
+        refused: list[DeadLetter] = []
+        start_topic = conf().topic(WORKFLOW_START)
         for message in messages:
             try:
                 data = decode(message.value())
-                if message.topic() == conf().topic(WORKFLOW_START):
-                    starts.append(str(data["execution_id"]))
+                if message.topic() == start_topic:
+                    starts.append(WorkflowStart.from_json(data).execution_id)
                 else:
                     reports.append(TaskComplete.from_json(data))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.error(
-                    "skipping malformed message at %s[%s]@%s: %s",
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    exc,
-                )
-        return starts, reports
+            except InvalidMessage as exc:
+                refused.append(DeadLetter.of_message(message, exc))
+        return starts, reports, refused
 
     @staticmethod
     def prefetch(batch: Batch, reports: Iterable[TaskComplete]) -> None:

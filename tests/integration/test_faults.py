@@ -13,33 +13,30 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pytest
 import redis
 import requests
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupState,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from workflows.devstack import ROOT, Stack, ignore_kafka_error, wait_until
+from tests.integration.kafka_topics import (
+    KAFKA_TIMEOUT_S,
+    PARTITIONS,
+    kafka_config,
+    publish,
+    read_topic,
+    topic,
+    wait_consumed,
+)
+from workflows.devstack import ROOT, Stack, wait_until
 from workflows.events import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
 from workflows.soak import completions, expected_outputs
 
-PARTITIONS = 3
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POLL_S = 0.5
-KAFKA_TIMEOUT_S = 10.0
 # Shorter than a scheduler failover after SIGKILL (the dead consumer keeps its partitions until its
 # session times out, 10 s): the reconciler must not count attempts whose reports wait in Kafka
 # meanwhile as lost, since it only looks at partitions its scheduler owns and has read to the end.
@@ -131,108 +128,6 @@ def moment(text: str) -> datetime:
 
 def completed_at(events: list[dict[str, Any]]) -> dict[str, datetime]:
     return {event["node_id"]: moment(event["at"]) for event in events if event["kind"] == "node_completed"}
-
-
-# ------------------------------------------------------------------ Kafka, seen from outside
-
-
-@dataclass(frozen=True)
-class Record:
-    """One message of a topic."""
-
-    partition: int
-    offset: int
-    key: str
-    value: bytes
-
-
-def kafka_config(stack: Stack) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"],
-        "log_level": 0,
-        "error_cb": ignore_kafka_error,
-    }
-
-
-def topic(stack: Stack, name: str) -> str:
-    return stack.env["KAFKA_TOPIC_PREFIX"] + name
-
-
-def read_topic(stack: Stack, name: str) -> list[Record]:
-    """Every message of a topic, from the beginning to the current end of each partition."""
-    real = topic(stack, name)
-    consumer = Consumer(
-        {**kafka_config(stack), "group.id": f"fault-test-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
-    try:
-        ends = {
-            partition: consumer.get_watermark_offsets(
-                TopicPartition(real, partition), timeout=KAFKA_TIMEOUT_S
-            )[1]
-            for partition in range(PARTITIONS)
-        }
-        consumer.assign(
-            [TopicPartition(real, partition, OFFSET_BEGINNING) for partition in range(PARTITIONS)]
-        )
-        records: list[Record] = []
-        remaining = {partition for partition, end in ends.items() if end > 0}
-        deadline = time.monotonic() + KAFKA_TIMEOUT_S
-        while remaining:
-            assert time.monotonic() < deadline, f"could not read {real} to its end: {remaining} left"
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            records.append(
-                Record(message.partition(), message.offset(), message.key().decode(), message.value())
-            )
-            if message.offset() + 1 >= ends[message.partition()]:
-                remaining.discard(message.partition())
-        return records
-    finally:
-        consumer.close()
-
-
-def publish(stack: Stack, name: str, messages: Iterable[tuple[str, bytes]]) -> dict[int, int]:
-    """Produce (key, value) messages straight to a topic; return the last offset per partition."""
-    producer = Producer(kafka_config(stack))
-    delivered: list[tuple[KafkaError | None, int, int]] = []
-    for key, value in messages:
-        producer.produce(
-            topic(stack, name),
-            key=key,
-            value=value,
-            on_delivery=lambda error, message: delivered.append(
-                (error, message.partition(), message.offset())
-            ),
-        )
-    assert producer.flush(KAFKA_TIMEOUT_S) == 0
-    assert all(error is None for error, _, _ in delivered), delivered
-    last: dict[int, int] = {}
-    for _, partition, offset in delivered:
-        last[partition] = max(offset, last.get(partition, -1))
-    return last
-
-
-def committed(stack: Stack, name: str) -> dict[int, int]:
-    """The scheduler group's committed offset per partition (the next message it will read)."""
-    consumer = Consumer(
-        {**kafka_config(stack), "group.id": stack.env["SCHEDULER_GROUP_ID"], "enable.auto.commit": False}
-    )
-    try:
-        partitions = [TopicPartition(topic(stack, name), partition) for partition in range(PARTITIONS)]
-        return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)}
-    finally:
-        consumer.close()
-
-
-def wait_consumed(stack: Stack, name: str, last: dict[int, int]) -> None:
-    """Wait until the scheduler has processed and committed past the given offsets."""
-
-    def past() -> bool:
-        offsets = committed(stack, name)
-        return all(offsets[partition] > offset for partition, offset in last.items())
-
-    wait_until(past, 30, f"the scheduler to consume {name} past {last}", 0.2)
 
 
 def group_members(stack: Stack) -> dict[str, set[tuple[str, int]]] | None:

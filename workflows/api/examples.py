@@ -272,6 +272,7 @@ HEALTH_OK = {
         "database": {"status": "up", "latency_ms": 0.41},
         "redis": {"status": "up", "latency_ms": 0.22},
         "kafka": {"status": "up", "latency_ms": 1.87},
+        "scheduler": {"status": "up", "latency_ms": 0.31},
     },
 }
 HEALTH_DEGRADED = {
@@ -333,4 +334,20 @@ TRIGGERED_EXAMPLES = [OpenApiExample("Triggered", TRIGGERED)]
 CANCELLED_EXAMPLES = [OpenApiExample("Cancelled", CANCELLED)]
 RETRYING_EXAMPLES = [OpenApiExample("Retrying", RETRYING)]
 HEALTH_OK_EXAMPLES = [OpenApiExample("Healthy", HEALTH_OK)]
-HEALTH_DEGRADED_EXAMPLES = [OpenApiExample("Kafka down", HEALTH_DEGRADED)]
+HEALTH_SCHEDULER_DOWN = {
+    **HEALTH_OK,
+    "status": "degraded",
+    "down": ["scheduler"],
+    "dependencies": {
+        **HEALTH_OK["dependencies"],
+        "scheduler": {
+            "status": "down",
+            "latency_ms": 0.35,
+            "error": "no scheduler is alive: none sent a heartbeat in the last 10 s",
+        },
+    },
+}
+HEALTH_DEGRADED_EXAMPLES = [
+    OpenApiExample("Kafka down", HEALTH_DEGRADED),
+    OpenApiExample("No scheduler", HEALTH_SCHEDULER_DOWN),
+]

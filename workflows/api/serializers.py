@@ -253,9 +253,9 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class DependencyHealthSerializer(serializers.Serializer):
-    status = serializers.CharField(help_text="`up` or `down`.")
+    status = serializers.CharField(help_text="`up` or `down` (`unknown` when what the check needs is down).")
     latency_ms = serializers.FloatField(help_text="How long the check took.")
-    error = serializers.CharField(required=False, help_text="Why it is down.")
+    error = serializers.CharField(required=False, help_text="Why it is down (or unknown).")
 
 
 class HealthSerializer(serializers.Serializer):
@@ -264,7 +264,8 @@ class HealthSerializer(serializers.Serializer):
     version = serializers.CharField()
     down = serializers.ListField(child=serializers.CharField(), help_text="The dependencies that are down.")
     dependencies = serializers.DictField(
-        child=DependencyHealthSerializer(), help_text="`database`, `redis` and `kafka`."
+        child=DependencyHealthSerializer(),
+        help_text="`database`, `redis`, `kafka`, and `scheduler` (a live heartbeat, progress lately).",
     )
 
 

@@ -294,7 +294,7 @@ class HealthView(APIView):
     @extend_schema(
         operation_id="health",
         summary="Health of the API and its dependencies",
-        description="Checks the database, Redis and Kafka, timing each.",
+        description="Checks the database, Redis, Kafka and the schedulers' heartbeat, timing each.",
         tags=[OPERATIONS],
         responses={
             200: OpenApiResponse(

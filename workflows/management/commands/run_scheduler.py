@@ -10,6 +10,7 @@ from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
 from workflows.events import TASK_COMPLETE
 from workflows.scheduler import Scheduler
+from workflows.scheduler_heartbeat import Heartbeat
 
 
 class Command(BaseCommand):
@@ -25,6 +26,18 @@ class Command(BaseCommand):
         connection.settings_dict["CONN_HEALTH_CHECKS"] = False
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
-        loop = ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle)
+        loop = ConsumerLoop(
+            consumer,
+            scheduler.handle_batch,
+            idle=scheduler.idle,
+            on_poison=scheduler.poisoned,
+            give_up_s=conf().scheduler_give_up_seconds,
+        )
         scheduler.ownership = lambda: loop.caught_up_partitions(conf().topic(TASK_COMPLETE))
-        loop.run()
+        # Beating before the first poll joins the group: /health sees the scheduler at once.
+        heartbeat = Heartbeat(loop.progress)
+        heartbeat.start()
+        try:
+            loop.run()
+        finally:
+            heartbeat.stop()
