@@ -179,6 +179,8 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# kombu's Redis transport guarded so that a worker survives a Redis restart (workflowsite/broker.py).
+CELERY_BROKER_TRANSPORT = "workflowsite.broker:Transport"
 
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
