@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers import ledger
 from workflows.conf import conf
 
 
@@ -51,8 +52,10 @@ def handler_names() -> dict[str, str]:
 
 
 def run_handler(name: str, context: NodeContext) -> Any:
-    """Run the handler registered under `name` (canonical or alias)."""
-    return _HANDLERS[_NAMES[name]](context)
+    """Run the handler registered under `name` (canonical or alias), recorded in the ledger."""
+    canonical = _NAMES[name]
+    ledger.record(canonical, context.execution_id, context.node_id, context.attempt)
+    return _HANDLERS[canonical](context)
 
 
 def mock_latency(config: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from celery.signals import worker_process_init, worker_ready
 from confluent_kafka import KafkaException
 from django.utils import timezone
 
-from workers.handler_threads import Job, run_all
+from workers.handler_threads import Job, retire_if_too_many_abandoned, run_all
 from workers.handlers import NodeContext
 from workflows import kafka_io, mirror
 from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
@@ -64,6 +64,7 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
         )
         send_report(publication, report)
     deliver(publication)
+    retire_if_too_many_abandoned()
 
 
 def context(payload: dict[str, Any]) -> NodeContext:

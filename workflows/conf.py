@@ -19,6 +19,8 @@ class EngineConf:
     node_timeout_seconds: float
     min_tasks_per_batch: int
     max_nodes_per_task: int
+    invocation_ledger_path: str
+    max_abandoned_handlers: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -47,6 +49,8 @@ def conf() -> EngineConf:
         node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
         min_tasks_per_batch=at_least_one("MIN_TASKS_PER_BATCH", raw["MIN_TASKS_PER_BATCH"]),
         max_nodes_per_task=at_least_one("MAX_NODES_PER_TASK", raw["MAX_NODES_PER_TASK"]),
+        invocation_ledger_path=raw["INVOCATION_LEDGER_PATH"],
+        max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
     )
 
 

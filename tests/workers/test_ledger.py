@@ -1,0 +1,58 @@
+"""The invocation ledger: every handler call is one JSON line when WORKFLOW_INVOCATION_LEDGER is
+set, whole even when threads write at once; nothing is written when it is not set."""
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers import ledger
+from workers.handlers import NodeContext, run_handler
+from workflows.conf import conf
+
+
+@pytest.fixture
+def ledger_setting(settings: Any) -> Iterator[Any]:
+    """Lets a test set WORKFLOW_INVOCATION_LEDGER; the configuration is read again around it."""
+    conf.cache_clear()
+    yield settings
+    conf.cache_clear()
+
+
+def use_ledger(settings: Any, path: str) -> None:
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "INVOCATION_LEDGER_PATH": path}
+    conf.cache_clear()
+
+
+def context(node_id: str, attempt: int = 1) -> NodeContext:
+    return NodeContext(execution_id="e1", node_id=node_id, attempt=attempt, config={"topic": "t"})
+
+
+def test_every_handler_invocation_is_one_line_even_from_many_threads(
+    ledger_setting: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    use_ledger(ledger_setting, str(path))
+    threads = [
+        threading.Thread(target=lambda index=index: run_handler("input", context(f"n{index}")))
+        for index in range(40)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    run_handler("output", context("n0", attempt=2))
+    invocations = ledger.read(path)
+    assert sorted((entry.node_id, entry.attempt) for entry in invocations) == sorted(
+        [(f"n{index}", 1) for index in range(40)] + [("n0", 2)]
+    )
+    assert {entry.handler for entry in invocations} == {"input", "output"}
+    assert all(entry.execution_id == "e1" and entry.pid > 0 and entry.at > 0 for entry in invocations)
+
+
+def test_no_ledger_is_written_when_it_is_not_configured(ledger_setting: Any, tmp_path: Path) -> None:
+    use_ledger(ledger_setting, "")
+    run_handler("input", context("n0"))
+    assert list(tmp_path.iterdir()) == []
