@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -51,3 +52,19 @@ def read(path: Path) -> list[Invocation]:
     if not path.exists():
         return []
     return [Invocation(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def beyond_at_least_once(
+    invocations: Iterable[Invocation], killed_pids: Collection[int] = ()
+) -> list[Invocation]:
+    """The invocations no fault excuses: each after the first of its node, unless an earlier
+    invocation of that node ran in a process that was killed (at-least-once allows a re-run
+    then, and only then)."""
+    earlier: dict[tuple[str, str], list[Invocation]] = {}
+    unexcused = []
+    for entry in sorted(invocations, key=lambda entry: entry.at):
+        before = earlier.setdefault((entry.execution_id, entry.node_id), [])
+        if before and not any(previous.pid in killed_pids for previous in before):
+            unexcused.append(entry)
+        before.append(entry)
+    return unexcused

@@ -56,3 +56,21 @@ def test_no_ledger_is_written_when_it_is_not_configured(ledger_setting: Any, tmp
     use_ledger(ledger_setting, "")
     run_handler("input", context("n0"))
     assert list(tmp_path.iterdir()) == []
+
+
+def entry(node_id: str, pid: int, at: float, attempt: int = 1) -> ledger.Invocation:
+    return ledger.Invocation("e1", node_id, attempt, "llm", pid, "host", at)
+
+
+def test_a_second_invocation_is_excused_only_after_one_on_a_killed_worker() -> None:
+    invocations = [
+        entry("a", 10, 1.0),
+        entry("a", 20, 2.0, attempt=2),  # the first ran on pid 10, which was killed: excused
+        entry("b", 20, 1.5),
+        entry("b", 20, 2.5, attempt=2),  # no kill explains it
+        entry("c", 20, 3.0),
+        entry("c", 10, 3.5, attempt=2),  # pid 10 ran it second: the first, on 20, was not killed
+        entry("d", 30, 1.0),
+    ]
+    assert ledger.beyond_at_least_once(invocations, killed_pids={10}) == [invocations[3], invocations[5]]
+    assert ledger.beyond_at_least_once(invocations) == [invocations[1], invocations[3], invocations[5]]
