@@ -67,7 +67,13 @@ def two_workers(fault_stack: Stack) -> Iterator[Stack]:
     yield fault_stack
 
 
+def assert_all_alive(stack: Stack) -> None:
+    dead = [name for name in PROCESSES if not stack.alive(name)]
+    assert not dead, f"seed {SEED}: {dead} exited; see {stack.workdir}"
+
+
 def some_node_running(stack: Stack, execution_ids: list[str]) -> bool:
+    assert_all_alive(stack)
     return any(stack.running_nodes(name, execution_ids) for name in WORKERS)
 
 
@@ -96,8 +102,7 @@ def check_survived(stack: Stack, execution_ids: list[str]) -> None:
     for execution_id in execution_ids:
         state = stack.wait_finished(execution_id, FINISH_DEADLINE_S)
         assert state["status"] == "COMPLETED", (SEED, execution_id, state["error"])
-    dead = [name for name in PROCESSES if not stack.alive(name)]
-    assert not dead, f"seed {SEED}: {dead} exited; see {stack.workdir}"
+    assert_all_alive(stack)
     invocations = [entry for entry in stack.invocations() if entry.execution_id in set(execution_ids)]
     invoked = {(entry.execution_id, entry.node_id) for entry in invocations}
     assert len(invoked) == 4 * len(execution_ids)  # the ledger saw every node
