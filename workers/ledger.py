@@ -55,16 +55,23 @@ def read(path: Path) -> list[Invocation]:
 
 
 def beyond_at_least_once(
-    invocations: Iterable[Invocation], killed_pids: Collection[int] = ()
+    invocations: Iterable[Invocation],
+    killed_pids: Collection[int] = (),
+    retried_attempts: Collection[tuple[str, str, int]] = (),
 ) -> list[Invocation]:
-    """The invocations no fault excuses: each after the first of its node, unless an earlier
-    invocation of that node ran in a process that was killed (at-least-once allows a re-run
-    then, and only then)."""
+    """The invocations no fault or retry excuses: each after the first of its node, unless an
+    earlier invocation of that node ran in a process that was killed (at-least-once allows a
+    re-run then) or was an attempt whose failure the retry policy answered (execution id, node
+    id, attempt in `retried_attempts`)."""
     earlier: dict[tuple[str, str], list[Invocation]] = {}
     unexcused = []
     for entry in sorted(invocations, key=lambda entry: entry.at):
         before = earlier.setdefault((entry.execution_id, entry.node_id), [])
-        if before and not any(previous.pid in killed_pids for previous in before):
+        if before and not any(
+            previous.pid in killed_pids
+            or (previous.execution_id, previous.node_id, previous.attempt) in retried_attempts
+            for previous in before
+        ):
             unexcused.append(entry)
         before.append(entry)
     return unexcused

@@ -62,7 +62,7 @@ def entry(node_id: str, pid: int, at: float, attempt: int = 1) -> ledger.Invocat
     return ledger.Invocation("e1", node_id, attempt, "llm", pid, "host", at)
 
 
-def test_a_second_invocation_is_excused_only_after_one_on_a_killed_worker() -> None:
+def test_a_second_invocation_is_excused_only_after_one_on_a_killed_worker_or_a_retried_failure() -> None:
     invocations = [
         entry("a", 10, 1.0),
         entry("a", 20, 2.0, attempt=2),  # the first ran on pid 10, which was killed: excused
@@ -71,6 +71,16 @@ def test_a_second_invocation_is_excused_only_after_one_on_a_killed_worker() -> N
         entry("c", 20, 3.0),
         entry("c", 10, 3.5, attempt=2),  # pid 10 ran it second: the first, on 20, was not killed
         entry("d", 30, 1.0),
+        entry("e", 30, 1.0),
+        entry("e", 30, 2.0, attempt=2),  # attempt 1 failed and was retried: excused
+        entry("e", 30, 3.0, attempt=3),  # attempt 2 was not retried, but 1 was, earlier: excused
     ]
-    assert ledger.beyond_at_least_once(invocations, killed_pids={10}) == [invocations[3], invocations[5]]
-    assert ledger.beyond_at_least_once(invocations) == [invocations[1], invocations[3], invocations[5]]
+    retried = {("e1", "e", 1)}
+    found = ledger.beyond_at_least_once(invocations, killed_pids={10}, retried_attempts=retried)
+    assert found == [invocations[3], invocations[5]]
+    assert ledger.beyond_at_least_once(invocations, retried_attempts=retried) == [
+        invocations[1],
+        invocations[3],
+        invocations[5],
+    ]
+    assert len(ledger.beyond_at_least_once(invocations)) == 5
