@@ -7,8 +7,8 @@ restarted and malformed task.complete messages are published, in turn. Afterward
 is checked against what it was designed to do (some are designed to fail), its event history is
 searched for nodes that completed more than once, and the invocation ledger (workers/ledger.py)
 for handler invocations beyond at-least-once: a node's handler run again when no earlier run of it
-was on a worker the soak killed or failed and was retried. `manage.py soak` prints the tally; lost, duplicated and beyond
-at-least-once must be zero.
+was on a worker the soak killed or failed and was retried. `manage.py soak` prints the tally;
+lost, duplicated, beyond at-least-once and scheduler crashes must be zero.
 """
 
 import itertools
@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import requests
 from confluent_kafka import Producer
+from django.conf import settings
 
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
 from workers.ledger import beyond_at_least_once
@@ -479,10 +480,9 @@ class Soak:
         running = self.running_executions()
         execution = running[0] if running else str(uuid.uuid4())
         env = self.stack.env
-        producer = Producer(
-            {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "error_cb": ignore_kafka_error}
-        )
-        topic = f"{env.get('KAFKA_TOPIC_PREFIX', '')}{TASK_COMPLETE}"
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", settings.WORKFLOWS["KAFKA_BOOTSTRAP_SERVERS"])
+        producer = Producer({"bootstrap.servers": bootstrap, "error_cb": ignore_kafka_error})
+        topic = f"{env['KAFKA_TOPIC_PREFIX']}{TASK_COMPLETE}"
         reports = malformed_reports(execution)
         for value in reports:
             producer.produce(topic, key=execution.encode(), value=value)
