@@ -397,11 +397,14 @@ class Stack:
         """The Celery node name of worker process `name`: what its nodes show as their `worker`."""
         return f"{name}-{self.port}@{socket.gethostname()}"
 
-    def start(self, name: str, command_of: str | None = None) -> None:
-        """Start a process; `command_of` lets a second scheduler or worker reuse a command."""
+    def start(
+        self, name: str, command_of: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        """Start a process; `command_of` lets a second scheduler or worker reuse a command,
+        `extra_env` sets variables for this process only."""
         command = self.commands(name)[command_of or name]
         env = {**self.env, **self.worker_env} if (command_of or name) == "worker" else self.env
-        self.processes[name] = launch(command, self.workdir / f"{name}.log", env)
+        self.processes[name] = launch(command, self.workdir / f"{name}.log", {**env, **(extra_env or {})})
         self.process_names[self.processes[name].pid] = name
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:

@@ -1,4 +1,5 @@
-"""Redis and Kafka restarted again and again, at random moments, while executions run.
+"""Redis and Kafka restarted again and again, at random moments, while executions run; a worker
+that hit the cap of abandoned handlers retires itself.
 
 One restart at one moment can be lucky (the first Redis restart of a run often was, before the
 broker transport's guard in workflowsite/broker.py); so each test restarts its service several
@@ -32,6 +33,7 @@ KAFKA_RESTARTS = 2
 EXECUTIONS_PER_ROUND = 6
 RUNNING_DEADLINE_S = 60.0
 FINISH_DEADLINE_S = 180.0
+EXIT_DEADLINE_S = 60.0
 MAX_FAULT_DELAY_S = 1.5
 SEED = int(os.environ.get("RESTART_TEST_SEED", str(time.time_ns() % 10**6)))
 
@@ -129,3 +131,31 @@ def test_workers_and_scheduler_survive_kafka_restarted_again_and_again(two_worke
     assert stack.kafka is not None
     submitted = restart_repeatedly(stack, KAFKA_RESTARTS, stack.kafka.restart, "kafka-restarts")
     check_survived(stack, submitted)
+
+
+def test_a_worker_at_the_cap_of_abandoned_handlers_reports_then_shuts_down(fault_stack: Stack) -> None:
+    """Its supervisor (bin/run, compose) starts a fresh one; the stack here only sees it exit."""
+    stack = fault_stack
+    stack.stop("worker")
+    stack.start("capped", command_of="worker", extra_env={"WORKFLOW_MAX_ABANDONED_HANDLERS": "1"})
+    hung = {
+        "name": "hangs-past-its-timeout",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "slow",
+                    "handler": "llm",
+                    "retry": 1,
+                    "timeout_seconds": 1,
+                    "config": {"prompt": "p", "mock_latency_seconds": 60},  # sleeps through its timeout
+                }
+            ]
+        },
+    }
+    execution_id = stack.submit(hung, trigger=True)
+    state = stack.wait_finished(execution_id, FINISH_DEADLINE_S)
+    assert state["status"] == "FAILED" and "timed out after 1" in state["error"]  # reported first
+    wait_until(lambda: not stack.alive("capped"), EXIT_DEADLINE_S, "the capped worker to exit")
+    log = (stack.workdir / "capped.log").read_text()
+    assert "WORKFLOW_MAX_ABANDONED_HANDLERS 1" in log
+    assert "Warm shutdown" in log  # not killed: it took no new task and left cleanly
