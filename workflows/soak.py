@@ -533,19 +533,19 @@ class Soak:
     def check(self) -> None:
         for plan in self.plans:
             state = self.stack.status(plan.execution_id)
-            if state["status"] not in TERMINAL:
-                self.tally.lost.append(f"{plan.execution_id} still {state['status']}")
-                continue
             events = self.stack.events(plan.execution_id)
-            repeated = {node: count for node, count in completions(events).items() if count > 1}
-            if repeated:
-                self.tally.duplicated.append(f"{plan.execution_id} node_completed {repeated}")
-            kinds = Counter(event["kind"] for event in events)
-            self.retried_attempts.update(
+            self.retried_attempts.update(  # also of a lost execution: its retries are no duplicates
                 (plan.execution_id, event["node_id"], event["detail"].get("attempt"))
                 for event in events
                 if event["kind"] == "node_retry"
             )
+            if state["status"] not in TERMINAL:
+                self.tally.lost.append(f"{plan.execution_id} still {state['status']}")
+                continue
+            repeated = {node: count for node, count in completions(events).items() if count > 1}
+            if repeated:
+                self.tally.duplicated.append(f"{plan.execution_id} node_completed {repeated}")
+            kinds = Counter(event["kind"] for event in events)
             self.tally.nodes_lost_and_rerun += kinds["node_lost"]
             self.tally.retries += kinds["node_retry"]
             results = requests.get(
