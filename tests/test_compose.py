@@ -157,6 +157,13 @@ def test_one_shot_jobs_do_not_restart() -> None:
         assert restart == "no", f"{name} is a one-shot job but has restart {restart!r}"
 
 
+def test_every_long_running_service_is_restarted_when_it_exits() -> None:
+    for name, service in services().items():
+        if name not in ("kafka-init", "migrate"):
+            restart = service.get("restart")
+            assert restart in ("always", "unless-stopped", "on-failure"), f"{name} has restart {restart!r}"
+
+
 def test_redis_appends_only() -> None:
     words = argv(services()["redis"])
     assert option_value(words, "--appendonly") == "yes", f"redis does not run with --appendonly yes: {words}"

@@ -4,17 +4,28 @@ A Celery task may carry several nodes; each runs on a thread of its own, so one 
 not hold back the others and a timeout works in any Celery pool. Threads are reused: starting
 one per node cost about 0.6 ms of CPU per node in a busy worker. A handler that overruns its
 timeout is abandoned with its thread, and its late result is never reported.
+
+A thread cannot be killed, so a handler that ignores its timeout keeps its thread until it
+returns. At WORKFLOW_MAX_ABANDONED_HANDLERS such threads the worker process retires itself (a
+warm shutdown once its current reports are sent), its supervisor starts a fresh one, and the
+hung threads end with the old process.
 """
 
+import logging
 import math
+import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.handlers import NodeContext, run_handler
+from workflows.conf import conf
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -27,6 +38,7 @@ class Job:
     output: Any = None
     error: str = ""
     abandoned: bool = False
+    done: bool = False
     finished: queue.SimpleQueue["Job"] = field(init=False, repr=False)  # set by run_all, told when done
 
     def run(self) -> None:
@@ -36,6 +48,9 @@ class Job:
             self.error = describe(exc)
             if not isinstance(exc, Exception):
                 self.abandoned = True  # SystemExit and the like end the thread
+        with _hung_lock:
+            self.done = True
+            _hung.discard(self)
         self.finished.put(self)
 
 
@@ -65,11 +80,46 @@ def run_all(jobs: Sequence[Job]) -> Iterator[tuple[Job, Any, str]]:
             now = time.monotonic()
             for job in [job for job, deadline in deadlines.items() if deadline <= now]:
                 del deadlines[job]
-                job.abandoned = True
+                _abandon(job)
                 yield job, None, f"timed out after {job.timeout_s}s"
             continue
         if deadlines.pop(job, None) is not None:  # not yielded as timed out already
             yield job, job.output, job.error
+
+
+def _abandon(job: Job) -> None:
+    with _hung_lock:
+        job.abandoned = True
+        if not job.done:
+            _hung.add(job)
+
+
+def abandoned_handlers() -> int:
+    """How many handlers abandoned at their timeout are still running in this process."""
+    with _hung_lock:
+        return len(_hung)
+
+
+def retire_if_too_many_abandoned(stop: Callable[[], None] | None = None) -> bool:
+    """At the cap of abandoned handlers still running, stop this worker process once (`stop`,
+    by default SIGTERM to itself: Celery's warm shutdown takes no new task, finishes those
+    running and exits) so that what runs it starts a fresh one. Returns whether it did."""
+    hung, cap = abandoned_handlers(), conf().max_abandoned_handlers
+    if hung < cap or _retiring.is_set():
+        return False
+    _retiring.set()
+    logger.error(
+        "%d abandoned handler threads still run (WORKFLOW_MAX_ABANDONED_HANDLERS %d): "
+        "this worker shuts down so that a fresh one replaces it",
+        hung,
+        cap,
+    )
+    (stop or _warm_shutdown)()
+    return True
+
+
+def _warm_shutdown() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _start(job: Job) -> None:
@@ -99,3 +149,6 @@ class _Runner(threading.Thread):
 
 
 _idle_runners: queue.SimpleQueue[_Runner] = queue.SimpleQueue()
+_hung: set[Job] = set()  # abandoned at their timeout, handler still running
+_hung_lock = threading.Lock()
+_retiring = threading.Event()  # this process has been asked to shut down

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from workers import ledger
 from workflows.conf import conf
 
 
@@ -64,8 +65,10 @@ def handler_names() -> dict[str, str]:
 
 
 def run_handler(name: str, context: NodeContext) -> Any:
-    """Run the handler registered under `name` (canonical or alias)."""
-    return _HANDLERS[_NAMES[name]](context)
+    """Run the handler registered under `name` (canonical or alias), recorded in the ledger."""
+    canonical = _NAMES[name]
+    ledger.record(canonical, context.execution_id, context.node_id, context.attempt)
+    return _HANDLERS[canonical](context)
 
 
 def mock_latency(config: dict[str, Any]) -> None:

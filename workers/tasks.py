@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from django.conf import settings
 from django.utils import timezone
 
-from workers.handler_threads import Job, run_all
+from workers.handler_threads import Job, retire_if_too_many_abandoned, run_all
 from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
 from workflows import dead_letters, kafka_io, mirror
@@ -114,6 +114,7 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
         )
         send_report(publication, report)
     deliver(publication)
+    retire_if_too_many_abandoned()
 
 
 def context(payload: dict[str, Any]) -> NodeContext:

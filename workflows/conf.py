@@ -33,6 +33,8 @@ class EngineConf:
     max_node_payload_bytes: int
     scheduler_stall_seconds: float
     scheduler_give_up_seconds: float
+    invocation_ledger_path: str
+    max_abandoned_handlers: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -68,6 +70,8 @@ def conf() -> EngineConf:
         max_node_payload_bytes=at_least_one("MAX_NODE_PAYLOAD_BYTES", raw["MAX_NODE_PAYLOAD_BYTES"]),
         scheduler_stall_seconds=positive("SCHEDULER_STALL_SECONDS", raw["SCHEDULER_STALL_SECONDS"]),
         scheduler_give_up_seconds=positive("SCHEDULER_GIVE_UP_SECONDS", raw["SCHEDULER_GIVE_UP_SECONDS"]),
+        invocation_ledger_path=raw["INVOCATION_LEDGER_PATH"],
+        max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
     )
     check_size_limits(engine)
     return engine

@@ -29,6 +29,8 @@ import requests
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from workers import ledger
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 PYTHON = sys.executable
@@ -45,6 +47,7 @@ KAFKA_STOP_DEADLINE_S = 30.0
 KAFKA_METADATA_TIMEOUT_S = 2.0
 SERVICE_POLL_INTERVAL_S = 0.25
 LOG_TAIL_CHARS = 3000
+LEDGER_FILE = "ledger.jsonl"
 
 
 def free_port() -> int:
@@ -332,6 +335,7 @@ class Stack:
     worker_concurrency: int = WORKER_CONCURRENCY
     worker_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    process_names: dict[int, str] = field(default_factory=dict)  # every pid started, to its name
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     redis: PrivateRedis | None = None
     kafka: PrivateKafka | None = None
@@ -393,15 +397,28 @@ class Stack:
         """The Celery node name of worker process `name`: what its nodes show as their `worker`."""
         return f"{name}-{self.port}@{socket.gethostname()}"
 
-    def start(self, name: str, command_of: str | None = None) -> None:
-        """Start a process; `command_of` lets a second scheduler or worker reuse a command."""
+    def start(
+        self, name: str, command_of: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        """Start a process; `command_of` lets a second scheduler or worker reuse a command,
+        `extra_env` sets variables for this process only."""
         command = self.commands(name)[command_of or name]
         env = {**self.env, **self.worker_env} if (command_of or name) == "worker" else self.env
-        self.processes[name] = launch(command, self.workdir / f"{name}.log", env)
+        self.processes[name] = launch(command, self.workdir / f"{name}.log", {**env, **(extra_env or {})})
+        self.process_names[self.processes[name].pid] = name
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Stop a process: SIGTERM lets it finish cleanly, SIGKILL is a crash."""
         stop_process(self.processes.pop(name), sig)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.workdir / LEDGER_FILE
+
+    def invocations(self) -> list[ledger.Invocation]:
+        """Every handler invocation of the stack's workers so far (workers/ledger.py); the pid
+        names its process through `process_names`."""
+        return ledger.read(self.ledger_path)
 
     def alive(self, name: str) -> bool:
         return name in self.processes and self.processes[name].poll() is None
@@ -501,6 +518,7 @@ def start_stack(
         "CELERY_QUEUE": f"test-{tag}",
         "WORKFLOW_MOCK_LATENCY": "0",
         "PYTHONUNBUFFERED": "1",
+        "WORKFLOW_INVOCATION_LEDGER": str(workdir / LEDGER_FILE),
         **({"REDIS_URL": own_redis.url, "CELERY_BROKER_URL": own_redis.url} if own_redis else {}),
         **({"KAFKA_BOOTSTRAP_SERVERS": own_kafka.bootstrap} if own_kafka else {}),
         **(extra_env or {}),

@@ -1,13 +1,18 @@
 """The soak: many random executions on a private stack while faults are injected on a schedule.
 
 Executions of seeded random DAGs are submitted at a steady rate to a stack with its own Redis and
-Kafka; meanwhile a Celery worker is SIGKILLed, the scheduler is SIGKILLed and restarted, Redis is
-restarted empty and Kafka is restarted, in turn. Afterwards every execution is checked against what
-it was designed to do (some are designed to fail) and its event history is searched for nodes that
-completed more than once. `manage.py soak` prints the tally; lost or duplicated must be zero.
+Kafka, with a share of poison workflows (a node config over the submit limit); meanwhile a Celery
+worker is SIGKILLed, the scheduler is SIGKILLed and restarted, Redis is restarted empty, Kafka is
+restarted and malformed task.complete messages are published, in turn. Afterwards every execution
+is checked against what it was designed to do (some are designed to fail), its event history is
+searched for nodes that completed more than once, and the invocation ledger (workers/ledger.py)
+for handler invocations beyond at-least-once: a node's handler run again when no earlier run of it
+was on a worker the soak killed or failed and was retried. `manage.py soak` prints the tally;
+lost, duplicated, beyond at-least-once and scheduler crashes must be zero.
 """
 
 import itertools
+import json
 import random
 import signal
 import threading
@@ -19,13 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import requests
+from confluent_kafka import Producer
+from django.conf import settings
 
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
+from workers.ledger import beyond_at_least_once
 from workflows.dag import WorkflowSpec, parse_workflow
-from workflows.devstack import Stack, start_stack, wait_until
+from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
+from workflows.events import TASK_COMPLETE
 from workflows.templates import resolve
 
-FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart")
+FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")
 WORKERS = ("worker", "worker2")
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 # Template fields each handler's output is sure to have (output nodes are never referenced).
@@ -41,6 +50,23 @@ SUBMIT_ATTEMPTS = 20
 POLL_INTERVAL_S = 1.0
 WORKER_RESTART_DELAY_S = 2.0
 WORKER_HUNT_S = 10.0
+POISON_SHARE = 0.05
+POISON_CONFIG_BYTES = 1_500_000  # the issue's request that stopped the scheduler for everyone
+MALFORMED_WATCH_S = 10.0
+KAFKA_FLUSH_S = 30.0
+
+
+def malformed_reports(execution_id: str) -> list[bytes]:
+    """task.complete values of the wrong shape or type, each of which crash-looped the scheduler
+    (issue #11 point 3), about a real execution so that they land among its reports."""
+    report = {"execution_id": execution_id, "node_id": "n1", "attempt": 1, "status": "COMPLETED"}
+    wrong = [
+        {**report, "execution_id": "not-a-uuid"},
+        {**report, "node_id": ["n1"]},
+        {**report, "started_at": 5},
+        {**report, "attempt": "one"},
+    ]
+    return [json.dumps(value).encode() for value in wrong] + [b"[1, 2, 3]", b"\xff not json"]
 
 
 @dataclass(frozen=True)
@@ -96,11 +122,23 @@ class Tally:
     submit_errors: list[str] = field(default_factory=list)
     nodes_lost_and_rerun: int = 0
     retries: int = 0
+    invocations: int = 0
+    beyond_at_least_once: list[str] = field(default_factory=list)
+    reruns_excused: int = 0
+    poison_submitted: int = 0
+    scheduler_crashes: list[str] = field(default_factory=list)
     faults: Counter = field(default_factory=Counter)
 
     @property
     def verdict_ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.wrong or self.submit_errors)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.wrong
+            or self.submit_errors
+            or self.beyond_at_least_once
+            or self.scheduler_crashes
+        )
 
     def lines(self) -> list[str]:
         rows = [
@@ -109,10 +147,15 @@ class Tally:
             ("failed as expected", self.failed_as_expected),
             ("lost", len(self.lost)),
             ("duplicated node effects", len(self.duplicated)),
+            ("invocations beyond at-least-once", len(self.beyond_at_least_once)),
+            ("scheduler crashes", len(self.scheduler_crashes)),
             ("wrong outcome", len(self.wrong)),
             ("submit errors", len(self.submit_errors)),
             ("node attempts lost and re-run", self.nodes_lost_and_rerun),
             ("node retries after a failure", self.retries),
+            ("handler invocations", self.invocations),
+            ("re-runs after a kill or a retry", self.reruns_excused),
+            ("poison workflows submitted", self.poison_submitted),
         ]
         lines = [f"{label:<32}{value:>6}" for label, value in rows]
         lines.append(
@@ -120,6 +163,8 @@ class Tally:
         )
         lines.extend(f"  lost: {item}" for item in self.lost)
         lines.extend(f"  duplicated: {item}" for item in self.duplicated)
+        lines.extend(f"  beyond at-least-once: {item}" for item in self.beyond_at_least_once)
+        lines.extend(f"  scheduler crash: {item}" for item in self.scheduler_crashes)
         lines.extend(f"  wrong: {item}" for item in self.wrong)
         lines.extend(f"  submit error: {item}" for item in self.submit_errors)
         return lines
@@ -158,6 +203,27 @@ def random_workflow(rng: random.Random, name: str, timeout_s: float) -> tuple[di
         flaky["retry"] = FLAKY_RETRY
     workflow = {"name": name, "defaults": {"timeout_seconds": timeout_s}, "dag": {"nodes": nodes}}
     return workflow, failing
+
+
+def poison_workflow(name: str) -> dict[str, Any]:
+    """A workflow whose one node's config is over any sane size limit."""
+    return {
+        "name": name,
+        "dag": {"nodes": [{"id": "big", "handler": "llm", "config": {"prompt": "x" * POISON_CONFIG_BYTES}}]},
+    }
+
+
+def poison_problem(response: requests.Response) -> str | None:
+    """What is wrong with the API's answer to a poison workflow; None when it is as expected."""
+    if (
+        400 <= response.status_code < 500
+        and "big" in response.text
+        and "WORKFLOW_MAX_CONFIG_BYTES" in response.text
+    ):
+        return None
+    return (
+        f"HTTP {response.status_code} (expected a 4xx naming node 'big' and the limit): {response.text[:200]}"
+    )
 
 
 def call_node(rng: random.Random, node_id: str, parents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -256,7 +322,10 @@ class Soak:
         self.out = out
         self.rng = random.Random(config.seed)
         self.name = f"soak-{uuid.uuid4().hex[:8]}"
+        self.poison_rng = random.Random(config.seed + 1)  # apart, so a seed's DAGs stay the same
         self.plans: list[Planned] = []
+        self.killed_pids: set[int] = set()
+        self.retried_attempts: set[tuple[str, str, int]] = set()  # their failures were retried
         self.tally = Tally()
         self.started = time.monotonic()
         self.submitting = threading.Event()
@@ -290,6 +359,8 @@ class Soak:
             for workflow, failing in workflows:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
+                if self.poison_rng.random() < POISON_SHARE:
+                    self.submit_poison(poison_workflow(f"poison-{uuid.uuid4().hex[:8]}"))
                 execution_id = self.submit(workflow)
                 if execution_id:
                     self.plans.append(Planned(execution_id, workflow, failing))
@@ -313,6 +384,20 @@ class Soak:
             time.sleep(SUBMIT_RETRY_S)
         self.tally.submit_errors.append(f"{workflow['name']}: {error}")
         return None
+
+    def submit_poison(self, workflow: dict[str, Any]) -> None:
+        """Submit and trigger a poison workflow, which the API must refuse."""
+        try:
+            response = requests.post(
+                self.stack.url("/workflows?trigger=true"), json=workflow, timeout=REQUEST_TIMEOUT_S
+            )
+        except requests.ConnectionError as exc:
+            self.tally.submit_errors.append(f"poison workflow: {exc}")
+            return
+        self.tally.poison_submitted += 1
+        problem = poison_problem(response)
+        if problem:
+            self.tally.wrong.append(f"poison workflow: {problem}")
 
     def inject_faults(self) -> None:
         """One fault every `fault_every_s` while submitting, in turn; at the end of a short run,
@@ -341,6 +426,7 @@ class Soak:
             "scheduler-kill": self.kill_scheduler,
             "redis-restart": self.restart_redis,
             "kafka-restart": self.restart_kafka,
+            "malformed-report": self.publish_malformed,
         }
         started = time.monotonic()
         detail = action[kind]()
@@ -355,6 +441,7 @@ class Soak:
         except AssertionError:
             busy = {}
         victim = max(WORKERS, key=lambda name: busy.get(name, 0))
+        self.killed_pids.add(self.stack.processes[victim].pid)
         self.stack.stop(victim, signal.SIGKILL)
         time.sleep(WORKER_RESTART_DELAY_S)
         self.stack.start(victim, command_of="worker")
@@ -381,6 +468,30 @@ class Soak:
         assert self.stack.kafka is not None
         self.stack.kafka.restart()
         return "stopped kafka, started it again on the same data"
+
+    def publish_malformed(self) -> str:
+        """Publish every kind of malformed report to task.complete, keyed by a running execution
+        (so they land among real reports), then watch the scheduler: it must skip them, not exit."""
+        running = self.running_executions()
+        execution = running[0] if running else str(uuid.uuid4())
+        env = self.stack.env
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", settings.WORKFLOWS["KAFKA_BOOTSTRAP_SERVERS"])
+        producer = Producer({"bootstrap.servers": bootstrap, "error_cb": ignore_kafka_error})
+        topic = f"{env['KAFKA_TOPIC_PREFIX']}{TASK_COMPLETE}"
+        reports = malformed_reports(execution)
+        for value in reports:
+            producer.produce(topic, key=execution.encode(), value=value)
+        if producer.flush(KAFKA_FLUSH_S):
+            return "could not publish the malformed reports (Kafka did not acknowledge them)"
+        deadline = time.monotonic() + MALFORMED_WATCH_S
+        while time.monotonic() < deadline:
+            if not self.stack.alive("scheduler"):
+                self.tally.scheduler_crashes.append(f"exited after malformed reports keyed {execution}")
+                self.stack.stop("scheduler")
+                self.stack.start("scheduler")
+                return f"{len(reports)} published; the scheduler EXITED (started again)"
+            time.sleep(0.2)
+        return f"{len(reports)} published; the scheduler still runs after {MALFORMED_WATCH_S:g}s"
 
     def running_executions(self) -> list[str]:
         """Executions of this soak that the database says are running (newest first, one page)."""
@@ -417,10 +528,15 @@ class Soak:
     def check(self) -> None:
         for plan in self.plans:
             state = self.stack.status(plan.execution_id)
+            events = self.stack.events(plan.execution_id)
+            self.retried_attempts.update(  # also of a lost execution: its retries are no duplicates
+                (plan.execution_id, event["node_id"], event["detail"].get("attempt"))
+                for event in events
+                if event["kind"] == "node_retry"
+            )
             if state["status"] not in TERMINAL:
                 self.tally.lost.append(f"{plan.execution_id} still {state['status']}")
                 continue
-            events = self.stack.events(plan.execution_id)
             repeated = {node: count for node, count in completions(events).items() if count > 1}
             if repeated:
                 self.tally.duplicated.append(f"{plan.execution_id} node_completed {repeated}")
@@ -437,6 +553,22 @@ class Soak:
                 self.tally.completed += 1
             else:
                 self.tally.failed_as_expected += 1
+        self.check_ledger()
+
+    def check_ledger(self) -> None:
+        """Count effects: every handler invocation of this soak's executions, and those beyond
+        at-least-once (a re-run that neither a worker kill nor a retried failure explains)."""
+        ours = {plan.execution_id for plan in self.plans}
+        invocations = [entry for entry in self.stack.invocations() if entry.execution_id in ours]
+        self.tally.invocations = len(invocations)
+        nodes = {(entry.execution_id, entry.node_id) for entry in invocations}
+        unexcused = beyond_at_least_once(invocations, self.killed_pids, self.retried_attempts)
+        self.tally.reruns_excused = len(invocations) - len(nodes) - len(unexcused)
+        self.tally.beyond_at_least_once = [
+            f"{entry.execution_id} node {entry.node_id} attempt {entry.attempt} "
+            f"({self.stack.process_names.get(entry.pid, entry.pid)})"
+            for entry in unexcused
+        ]
 
 
 def run_soak(config: SoakConfig, out: TextIO) -> Tally:

@@ -179,6 +179,8 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# kombu's Redis transport guarded so that a worker survives a Redis restart (workflowsite/broker.py).
+CELERY_BROKER_TRANSPORT = "workflowsite.broker:Transport"
 
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
@@ -197,6 +199,8 @@ WORKFLOWS = {
     "MAX_NODE_PAYLOAD_BYTES": os.environ.get("WORKFLOW_MAX_NODE_PAYLOAD_BYTES", str(8 * 1024 * 1024)),
     "SCHEDULER_STALL_SECONDS": os.environ.get("WORKFLOW_SCHEDULER_STALL_SECONDS", "30"),
     "SCHEDULER_GIVE_UP_SECONDS": os.environ.get("WORKFLOW_SCHEDULER_GIVE_UP_SECONDS", "120"),
+    "INVOCATION_LEDGER_PATH": os.environ.get("WORKFLOW_INVOCATION_LEDGER", ""),
+    "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
 }
 
 LOGGING = {

@@ -2,6 +2,7 @@
 exactly the thread that overran."""
 
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from workers import handler_threads
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
+from workflows.conf import conf
+from workflows.devstack import wait_until
 
 
 def job(handler: str, timeout_s: float | None = 5, node_id: str = "n") -> Job:
@@ -113,3 +116,56 @@ def test_an_exception_whose_message_fails_still_fails_its_node_at_once(handler: 
 
     handler["broken"] = broken
     assert run_one("broken", None) == (None, "Unprintable (its message could not be shown)")
+
+
+@pytest.fixture
+def cap_of_two(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """WORKFLOW_MAX_ABANDONED_HANDLERS 2, a fresh process state; yields the stops requested."""
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "MAX_ABANDONED_HANDLERS": "2"}
+    conf.cache_clear()
+    monkeypatch.setattr(handler_threads, "_retiring", threading.Event())
+    yield []
+    conf.cache_clear()
+
+
+def hang_until(release: threading.Event) -> Callable[[NodeContext], str]:
+    def hang(context: NodeContext) -> str:
+        release.wait(10)  # ignores its timeout
+        return "late"
+
+    return hang
+
+
+def test_abandoned_handlers_are_counted_while_they_run_and_no_longer_once_they_end(
+    handler: dict[str, Any],
+) -> None:
+    release = threading.Event()
+    handler["hang"] = hang_until(release)
+    handler["ok"] = lambda context: "ok"
+    before = handler_threads.abandoned_handlers()
+    outcomes = list(run_all([job("hang", 0.05, "h1"), job("hang", 0.05, "h2"), job("ok", 5, "o")]))
+    assert sorted(error for _, _, error in outcomes) == ["", "timed out after 0.05s", "timed out after 0.05s"]
+    assert handler_threads.abandoned_handlers() == before + 2
+    release.set()
+    wait_until(lambda: handler_threads.abandoned_handlers() == before, 5, "the hung handlers to end")
+
+
+def test_at_the_cap_of_abandoned_handlers_the_worker_is_stopped_once(
+    handler: dict[str, Any], cap_of_two: list[str]
+) -> None:
+    release = threading.Event()
+    handler["hang"] = hang_until(release)
+
+    def stop() -> None:
+        cap_of_two.append("stop")
+
+    try:
+        assert run_one("hang", 0.05) == (None, "timed out after 0.05s")
+        assert not handler_threads.retire_if_too_many_abandoned(stop)  # one hung thread: below the cap
+        assert run_one("hang", 0.05) == (None, "timed out after 0.05s")
+        assert handler_threads.retire_if_too_many_abandoned(stop)
+        assert not handler_threads.retire_if_too_many_abandoned(stop)  # asked once, not at every task
+        assert cap_of_two == ["stop"]
+    finally:
+        release.set()
+    wait_until(lambda: handler_threads.abandoned_handlers() == 0, 5, "the hung handlers to end")

@@ -9,11 +9,13 @@ from workflows.soak import FAULTS, SoakConfig, run_soak
 
 class Command(BaseCommand):
     help = (
-        "Start a stack with its own Redis and Kafka, submit random DAG executions at a steady rate while "
-        "injecting faults in turn (worker SIGKILL, scheduler SIGKILL + restart, Redis restarted empty, "
-        "Kafka restarted), then check every execution. Exits 1 when an execution was lost, a node "
-        "completed twice, an outcome was wrong or a submission failed. The database is SQLite, or "
-        "PostgreSQL when TEST_DATABASE_URL is set."
+        "Start a stack with its own Redis and Kafka, submit random DAG executions (and a share of poison "
+        "workflows) at a steady rate while injecting faults in turn (worker SIGKILL, scheduler SIGKILL + "
+        "restart, Redis restarted empty, Kafka restarted, malformed task.complete messages), then check "
+        "every execution and the handlers' invocation ledger. Exits 1 when an execution was lost, a node "
+        "completed twice, a handler ran beyond at-least-once, the scheduler exited on a malformed message, "
+        "an outcome was wrong or a submission failed. The database is SQLite, or PostgreSQL when "
+        "TEST_DATABASE_URL is set."
     )
     requires_system_checks: list[str] = []
 
@@ -64,4 +66,7 @@ class Command(BaseCommand):
             )
         tally = run_soak(config, self.stdout)
         if not tally.verdict_ok:
-            raise CommandError("the soak found lost executions, duplicated node effects or wrong outcomes")
+            raise CommandError(
+                "the soak found lost executions, duplicated node effects, invocations beyond "
+                "at-least-once, scheduler crashes or wrong outcomes"
+            )

@@ -1,0 +1,77 @@
+"""The invocation ledger: one JSON line per handler invocation, for tests and the soak to count effects.
+
+Kafka events say what the scheduler saw; the ledger says what the handlers did, so a node run
+twice shows even when only one of its reports was applied. It is written only when
+WORKFLOW_INVOCATION_LEDGER names a file, so production pays nothing. Each line is one
+`os.write` on a descriptor opened with O_APPEND, so the lines of concurrent threads and
+processes never interleave.
+"""
+
+import json
+import os
+import socket
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+from workflows.conf import conf
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One handler call: which node attempt, in which process, when (Unix seconds)."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    handler: str
+    pid: int
+    host: str
+    at: float
+
+
+def record(handler: str, execution_id: str, node_id: str, attempt: int) -> None:
+    """Append the invocation to the ledger, when there is one."""
+    path = conf().invocation_ledger_path
+    if not path:
+        return
+    host = socket.gethostname()
+    entry = Invocation(execution_id, node_id, attempt, handler, os.getpid(), host, time.time())
+    os.write(_descriptor(path), (json.dumps(asdict(entry)) + "\n").encode())
+
+
+@cache
+def _descriptor(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def read(path: Path) -> list[Invocation]:
+    """Every invocation in the ledger, in the order written; none when it does not exist."""
+    if not path.exists():
+        return []
+    return [Invocation(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def beyond_at_least_once(
+    invocations: Iterable[Invocation],
+    killed_pids: Collection[int] = (),
+    retried_attempts: Collection[tuple[str, str, int]] = (),
+) -> list[Invocation]:
+    """The invocations no fault or retry excuses: each after the first of its node, unless an
+    earlier invocation of that node ran in a process that was killed (at-least-once allows a
+    re-run then) or was an attempt whose failure the retry policy answered (execution id, node
+    id, attempt in `retried_attempts`)."""
+    earlier: dict[tuple[str, str], list[Invocation]] = {}
+    unexcused = []
+    for entry in sorted(invocations, key=lambda entry: entry.at):
+        before = earlier.setdefault((entry.execution_id, entry.node_id), [])
+        if before and not any(
+            previous.pid in killed_pids
+            or (previous.execution_id, previous.node_id, previous.attempt) in retried_attempts
+            for previous in before
+        ):
+            unexcused.append(entry)
+        before.append(entry)
+    return unexcused
