@@ -1,7 +1,8 @@
 """The soak: many random executions on a private stack while faults are injected on a schedule.
 
 Executions of seeded random DAGs are submitted at a steady rate to a stack with its own Redis and
-Kafka, with a share of poison workflows (a node config over the submit limit); meanwhile a Celery
+Kafka, with a share of poison workflows (a node config over the submit limit, refused; a template
+that amplifies a large output past the resolved-config limit, failing only its execution); meanwhile a Celery
 worker is SIGKILLed, the scheduler is SIGKILLed and restarted, Redis is restarted empty, Kafka is
 restarted and malformed task.complete messages are published, in turn. Afterwards every execution
 is checked against what it was designed to do (some are designed to fail), its event history is
@@ -52,6 +53,8 @@ WORKER_RESTART_DELAY_S = 2.0
 WORKER_HUNT_S = 10.0
 POISON_SHARE = 0.05
 POISON_CONFIG_BYTES = 1_500_000  # the issue's request that stopped the scheduler for everyone
+AMPLIFIED_SHARE = 0.03
+AMPLIFIED_BYTES = 200_000  # under the submit limit, three copies over the resolved limit
 MALFORMED_WATCH_S = 10.0
 KAFKA_FLUSH_S = 30.0
 
@@ -103,6 +106,7 @@ class Planned:
     execution_id: str
     workflow: dict[str, Any]
     failing_node: str | None
+    expected_error: str = "HTTP 500"
 
     @property
     def expected_status(self) -> str:
@@ -126,6 +130,7 @@ class Tally:
     beyond_at_least_once: list[str] = field(default_factory=list)
     reruns_excused: int = 0
     poison_submitted: int = 0
+    amplified_submitted: int = 0
     scheduler_crashes: list[str] = field(default_factory=list)
     faults: Counter = field(default_factory=Counter)
 
@@ -155,7 +160,8 @@ class Tally:
             ("node retries after a failure", self.retries),
             ("handler invocations", self.invocations),
             ("re-runs after a kill or a retry", self.reruns_excused),
-            ("poison workflows submitted", self.poison_submitted),
+            ("poison workflows submitted (refused at submit)", self.poison_submitted),
+            ("amplifying workflows submitted (fail at run time)", self.amplified_submitted),
         ]
         lines = [f"{label:<32}{value:>6}" for label, value in rows]
         lines.append(
@@ -210,6 +216,27 @@ def poison_workflow(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "dag": {"nodes": [{"id": "big", "handler": "llm", "config": {"prompt": "x" * POISON_CONFIG_BYTES}}]},
+    }
+
+
+def amplified_workflow(name: str) -> dict[str, Any]:
+    """A workflow that passes the submit limits but whose node `amplify` repeats a large upstream
+    value past WORKFLOW_MAX_RESOLVED_CONFIG_BYTES: only that execution may fail, naming the limit."""
+    quoted = "{{ source.topic }}"
+    return {
+        "name": name,
+        "dag": {
+            "nodes": [
+                {"id": "source", "handler": "input", "config": {"topic": "y" * AMPLIFIED_BYTES}},
+                {
+                    "id": "amplify",
+                    "handler": "llm",
+                    "dependencies": ["source"],
+                    "config": {"prompt": quoted * 3},
+                },
+                {"id": "gather", "handler": "output", "dependencies": ["amplify"]},
+            ]
+        },
     }
 
 
@@ -308,8 +335,8 @@ def outcome_problems(plan: Planned, status: dict[str, Any], results: dict[str, A
             problems.append(f"node {plan.failing_node} is {status['node_states'].get(plan.failing_node)}")
         if below:
             problems.append(f"nodes below the failed {plan.failing_node} completed: {sorted(below)}")
-        if "HTTP 500" not in (status["error"] or ""):
-            problems.append(f"error {status['error']!r} does not name the HTTP 500")
+        if plan.expected_error not in (status["error"] or ""):
+            problems.append(f"error {(status['error'] or '')[:200]!r} does not name {plan.expected_error}")
     return problems
 
 
@@ -359,8 +386,11 @@ class Soak:
             for workflow, failing in workflows:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
-                if self.poison_rng.random() < POISON_SHARE:
+                draw = self.poison_rng.random()
+                if draw < POISON_SHARE:
                     self.submit_poison(poison_workflow(f"poison-{uuid.uuid4().hex[:8]}"))
+                elif draw < POISON_SHARE + AMPLIFIED_SHARE:
+                    self.submit_amplified(amplified_workflow(f"amplified-{uuid.uuid4().hex[:8]}"))
                 execution_id = self.submit(workflow)
                 if execution_id:
                     self.plans.append(Planned(execution_id, workflow, failing))
@@ -398,6 +428,15 @@ class Soak:
         problem = poison_problem(response)
         if problem:
             self.tally.wrong.append(f"poison workflow: {problem}")
+
+    def submit_amplified(self, workflow: dict[str, Any]) -> None:
+        """Submit and trigger a workflow that fails at run time on a size limit."""
+        execution_id = self.submit(workflow)
+        if execution_id:
+            self.plans.append(
+                Planned(execution_id, workflow, "amplify", "WORKFLOW_MAX_RESOLVED_CONFIG_BYTES")
+            )
+            self.tally.amplified_submitted += 1
 
     def inject_faults(self) -> None:
         """One fault every `fault_every_s` while submitting, in turn; at the end of a short run,
