@@ -11,6 +11,7 @@ from celery.signals import worker_process_init, worker_ready
 from confluent_kafka import KafkaException
 from django.utils import timezone
 
+from workers import heartbeat
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
 from workflows import kafka_io, mirror
@@ -37,7 +38,7 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
 @shared_task(name=RUN_NODE_TASK, bind=True)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions: its messages still queued when workers are
-    upgraded run as a task of one node instead of waiting out their leases."""
+    upgraded run as a task of one node."""
     execute([payload], self.request.hostname or socket.gethostname())
 
 
@@ -45,12 +46,20 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
     """Run the nodes concurrently and report each outcome to task.complete as it comes; return
     (so that Celery acknowledges the task) only once Kafka has acknowledged every report."""
     started_at = timezone.now().isoformat()
-    jobs = [
-        Job(payload["handler"], context(payload), payload.get("timeout_seconds"))
-        for payload in claimed(payloads, started_at, worker)
-    ]
+    mine = claimed(payloads, started_at, worker)
+    held = heartbeat.hold(mine)
+    try:
+        report_all(mine, started_at, worker)
+    finally:
+        heartbeat.release(held)
+
+
+def report_all(payloads: list[dict[str, Any]], started_at: str, worker: str) -> None:
+    """Run the claimed nodes; the heartbeat tells each finished handler from one still running."""
+    jobs = [Job(payload["handler"], context(payload), payload.get("timeout_seconds")) for payload in payloads]
     publication = kafka_io.Publication()
     for job, output, error in run_all(jobs):
+        heartbeat.finished((job.context.execution_id, job.context.node_id, job.context.attempt))
         report = TaskComplete(
             job.context.execution_id,
             job.context.node_id,

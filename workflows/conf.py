@@ -19,6 +19,8 @@ class EngineConf:
     node_timeout_seconds: float
     min_tasks_per_batch: int
     max_nodes_per_task: int
+    worker_heartbeat_seconds: float
+    worker_dead_after_seconds: float
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -47,6 +49,8 @@ def conf() -> EngineConf:
         node_timeout_seconds=float(raw["NODE_TIMEOUT_SECONDS"]),
         min_tasks_per_batch=at_least_one("MIN_TASKS_PER_BATCH", raw["MIN_TASKS_PER_BATCH"]),
         max_nodes_per_task=at_least_one("MAX_NODES_PER_TASK", raw["MAX_NODES_PER_TASK"]),
+        worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
+        worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
     )
 
 
@@ -58,4 +62,15 @@ def at_least_one(name: str, text: object) -> int:
         value = 0
     if value < 1:
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def positive(name: str, text: object) -> float:
+    """A duration setting: a number of seconds above 0."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value

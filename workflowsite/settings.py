@@ -178,7 +178,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A task received by a worker and not acknowledged goes back to the queue after this long: the
+# backstop for a worker killed before its heartbeat showed the task (docs/reliability.md, "Loss is
+# declared on evidence"). A redelivered copy of an attempt that runs or was superseded is refused
+# by the worker's claim (workflows/mirror.py), so a long node costs one refused redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
 
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
@@ -190,6 +194,8 @@ WORKFLOWS = {
     "NODE_TIMEOUT_SECONDS": os.environ.get("WORKFLOW_NODE_TIMEOUT_SECONDS", "300"),
     "MIN_TASKS_PER_BATCH": os.environ.get("WORKFLOW_MIN_TASKS_PER_BATCH", "8"),
     "MAX_NODES_PER_TASK": os.environ.get("WORKFLOW_MAX_NODES_PER_TASK", "32"),
+    "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
+    "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
 }
 
 LOGGING = {

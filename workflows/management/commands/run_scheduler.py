@@ -8,7 +8,7 @@ from django.db import connection
 from workflows import kafka_io, task_queue
 from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
-from workflows.events import TASK_COMPLETE
+from workflows.reconciler import Judge
 from workflows.scheduler import Scheduler
 
 
@@ -26,5 +26,5 @@ class Command(BaseCommand):
         scheduler = Scheduler()
         consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
         loop = ConsumerLoop(consumer, scheduler.handle_batch, idle=scheduler.idle)
-        scheduler.ownership = lambda: loop.caught_up_partitions(conf().topic(TASK_COMPLETE))
+        scheduler.ownership = lambda topic: Judge(*loop.caught_up_partitions(conf().topic(topic)))
         loop.run()

@@ -1,0 +1,80 @@
+"""Loss is declared on evidence: a deep queue is never a lost attempt, a lost start is re-run."""
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from workflows.devstack import Stack, start_stack, wait_until
+
+# One worker running two nodes at a time, every node a task of its own: the queue of a fan-out of
+# BACKLOG_WIDTH half-second nodes takes about BACKLOG_WIDTH * 0.5 / 2 = 30 s to drain on a quiet
+# machine, many times a node's timeout plus the scheduler's grace (2 + 5 s).
+BACKLOG_WIDTH = 120
+BACKLOG_LATENCY_S = 0.5
+BACKLOG_TIMEOUT_S = 2
+BACKLOG_DEADLINE_S = 240.0
+
+
+@pytest.fixture(scope="module")
+def narrow_stack() -> Iterator[Stack]:
+    running = start_stack({"WORKFLOW_MAX_NODES_PER_TASK": "1"}, worker_concurrency=2)
+    yield running
+    running.close()
+
+
+def fan_out(name: str, width: int, latency_s: float, timeout_s: float) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [{"id": "source", "handler": "input", "config": {"topic": name}}]
+    nodes.extend(
+        {
+            "id": f"leaf{index}",
+            "handler": "llm",
+            "dependencies": ["source"],
+            "timeout_seconds": timeout_s,
+            "config": {"prompt": "on {{ source.topic }}", "mock_latency_seconds": latency_s},
+        }
+        for index in range(width)
+    )
+    nodes.append({"id": "sink", "handler": "output", "dependencies": [n["id"] for n in nodes[1:]]})
+    return {"name": name, "dag": {"nodes": nodes}}
+
+
+def test_a_backlog_far_deeper_than_the_node_timeouts_loses_no_attempt(narrow_stack: Stack) -> None:
+    stack = narrow_stack
+    workflow = fan_out("backlog", BACKLOG_WIDTH, BACKLOG_LATENCY_S, BACKLOG_TIMEOUT_S)
+    started = time.monotonic()
+    execution_id = stack.submit(workflow, trigger=True)
+    state = stack.wait_finished(execution_id, BACKLOG_DEADLINE_S)
+    drained_s = time.monotonic() - started
+    print(f"a queue of {BACKLOG_WIDTH} nodes drained in {drained_s:.1f}s")
+    assert state["status"] == "COMPLETED", state
+    assert drained_s > 3 * (BACKLOG_TIMEOUT_S + 5), "the queue drained too fast to test a backlog"
+    kinds = Counter(event["kind"] for event in stack.events(execution_id))
+    assert kinds["node_lost"] == 0, kinds
+    assert kinds["node_completed"] == BACKLOG_WIDTH + 2, kinds
+    assert {detail["attempt"] for detail in state["nodes"].values()} == {1}
+
+
+def test_an_execution_whose_workflow_start_was_lost_is_started_by_the_reconciler(
+    narrow_stack: Stack,
+) -> None:
+    """The trigger's outbox row is deleted before any relay could publish it (the scheduler,
+    which relays, is stopped): the execution is RUNNING in the database and nothing announces it."""
+    stack = narrow_stack
+    stack.stop("scheduler", signal.SIGTERM)
+    try:
+        execution_id = stack.submit(fan_out("lost-start", 3, 0, 10), trigger=True)
+        deleted = stack.manage(
+            "shell",
+            "-c",
+            "from workflows.models import OutboxMessage; print(OutboxMessage.objects.all().delete()[0])",
+        )
+        assert deleted.stdout.strip() == "1", deleted.stdout
+    finally:
+        stack.start("scheduler")
+    state = stack.wait_finished(execution_id, 90)
+    assert state["status"] == "COMPLETED", state
+    assert wait_until(lambda: stack.status(execution_id)["progress"]["completed"] == 5, 10, "the counts")
