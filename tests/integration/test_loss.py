@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workflows.devstack import Stack, start_stack, wait_until
+from workflows.devstack import Stack, start_stack
 
 # One worker running two nodes at a time, every node a task of its own: the queue of a fan-out of
 # BACKLOG_WIDTH half-second nodes takes about BACKLOG_WIDTH * 0.5 / 2 = 30 s to drain on a quiet
@@ -72,9 +72,10 @@ def test_an_execution_whose_workflow_start_was_lost_is_started_by_the_reconciler
             "-c",
             "from workflows.models import OutboxMessage; print(OutboxMessage.objects.all().delete()[0])",
         )
-        assert deleted.stdout.strip() == "1", deleted.stdout
+        assert deleted.stdout.split()[-1] == "1", deleted.stdout
     finally:
         stack.start("scheduler")
     state = stack.wait_finished(execution_id, 90)
     assert state["status"] == "COMPLETED", state
-    assert wait_until(lambda: stack.status(execution_id)["progress"]["completed"] == 5, 10, "the counts")
+    kinds = [event["kind"] for event in stack.events(execution_id)]
+    assert kinds[:3] == ["submitted", "triggered", "started"], kinds
