@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 from redis import RedisError
 
@@ -49,11 +49,15 @@ def attempt_of(payload: dict[str, Any]) -> Attempt:
 
 
 def hold(payloads: Iterable[dict[str, Any]]) -> list[Attempt]:
-    """Record the attempts this process has claimed and starts running now."""
+    """Record the attempts this process is about to claim, and publish them before the claim:
+    whatever the mirror shows RUNNING on a worker is in its heartbeat, even if the worker dies
+    the moment after (one Redis round trip per task)."""
     now = time.monotonic()
     held = {attempt_of(payload): Running(now, payload.get("timeout_seconds")) for payload in payloads}
     with _lock:
         _running.update(held)
+    for heartbeat in _heartbeat:
+        heartbeat.publish()
     return list(held)
 
 
@@ -115,6 +119,7 @@ class Heartbeat(threading.Thread):
         self.worker = worker
         self.field = f"{worker}/{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
+        self.wake = threading.Event()
         self.failing = False
 
     def beat(self) -> None:
@@ -124,22 +129,28 @@ class Heartbeat(threading.Thread):
         pipe.hset(WORKERS_KEY, self.field, doc)
         pipe.execute()
 
+    def publish(self) -> None:
+        """Beat now; a Redis outage is logged once and must not stop the nodes."""
+        try:
+            self.beat()
+            if self.failing:
+                logger.info("heartbeat published again")
+            self.failing = False
+        except RedisError as exc:
+            if not self.failing:
+                logger.warning("could not publish the worker heartbeat (%s); retrying", exc)
+            self.failing = True
+
     def run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                self.beat()
-                if self.failing:
-                    logger.info("heartbeat published again")
-                self.failing = False
-            except RedisError as exc:
-                if not self.failing:
-                    logger.warning("could not publish the worker heartbeat (%s); retrying", exc)
-                self.failing = True
-            self.stopping.wait(conf().worker_heartbeat_seconds)
+            self.publish()
+            self.wake.wait(conf().worker_heartbeat_seconds)
+            self.wake.clear()
 
     def stop(self) -> None:
         """A warm shutdown: every task has finished and reported, so nothing is held."""
         self.stopping.set()
+        self.wake.set()
         self.join(conf().worker_heartbeat_seconds + 1)
         try:
             task_queue.client().hdel(WORKERS_KEY, self.field)
@@ -155,6 +166,13 @@ def start_heartbeat(sender: Any = None, **kwargs: object) -> None:
     heartbeat = Heartbeat(getattr(sender, "hostname", None) or "worker")
     heartbeat.start()
     _heartbeat.append(heartbeat)
+
+
+@task_received.connect
+def task_received_beat(**kwargs: object) -> None:
+    """A task just received is held from now on: publish it soon, not within the second."""
+    for heartbeat in _heartbeat:
+        heartbeat.wake.set()
 
 
 @worker_shutdown.connect

@@ -46,9 +46,10 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
     """Run the nodes concurrently and report each outcome to task.complete as it comes; return
     (so that Celery acknowledges the task) only once Kafka has acknowledged every report."""
     started_at = timezone.now().isoformat()
-    mine = claimed(payloads, started_at, worker)
-    held = heartbeat.hold(mine)
+    held = heartbeat.hold(payloads)
     try:
+        mine = claimed(payloads, started_at, worker)
+        heartbeat.release(set(held) - {heartbeat.attempt_of(payload) for payload in mine})
         report_all(mine, started_at, worker)
     finally:
         heartbeat.release(held)

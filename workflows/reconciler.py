@@ -236,6 +236,10 @@ class Reconciler:
             return []
         judge = owns()
         found = [loss for loss in suspects if judge(loss.attempt[0])]
+        if len(found) < len(suspects):
+            logger.info(
+                "%d lost attempt(s) left to the schedulers of their partitions", len(suspects) - len(found)
+            )
         if epoch_due:
             found.extend(self.lost_with_redis(judge, now))
         self.unapplied = (found, silent, now)
