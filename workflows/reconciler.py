@@ -234,14 +234,17 @@ class Reconciler:
         if not (suspects or epoch_due or any(not beat.held for beat in silent)):
             self.unapplied = ([], [], now)
             return []
+        # What carries attempts is read before Kafka is asked which partitions were read to the end:
+        # an attempt a worker released after reporting it then has its report applied already.
+        carried = self.carried() if epoch_due else None
         judge = owns()
         found = [loss for loss in suspects if judge(loss.attempt[0])]
         if len(found) < len(suspects):
             logger.info(
                 "%d lost attempt(s) left to the schedulers of their partitions", len(suspects) - len(found)
             )
-        if epoch_due:
-            found.extend(self.lost_with_redis(judge, now))
+        if carried is not None:
+            found.extend(self.lost_with_redis(judge, now, *carried))
         self.unapplied = (found, silent, now)
         return found
 
@@ -270,7 +273,9 @@ class Reconciler:
             and time.monotonic() >= self.next_epoch_check
         )
 
-    def lost_with_redis(self, judge: Judge, now_s: float) -> list[Loss]:
+    def lost_with_redis(
+        self, judge: Judge, now_s: float, held: set[Attempt], in_queue: set[Attempt]
+    ) -> list[Loss]:
         """Every active attempt queued before Redis started empty that nothing carries any more,
         on the partitions not checked yet; read by keyset pagination, so that no number of other
         rows starves one. Partitions this scheduler does not judge yet are checked again later."""
@@ -290,13 +295,9 @@ class Reconciler:
             or now_s - self.epoch_at > FORGET_DEAD_WORKER_S
         )
         self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
-        if not candidates:
-            return []
-        held, in_queue = self.carried()
         losses = gone_with_redis(candidates, held, in_queue)
-        logger.warning(
-            "Redis started empty at %s: %d attempt(s) lost with it", before.isoformat(), len(losses)
-        )
+        if losses:
+            logger.warning("%d attempt(s) queued before %s lost with Redis", len(losses), before.isoformat())
         return losses
 
     def carried(self) -> tuple[set[Attempt], set[Attempt]]:
