@@ -249,12 +249,24 @@ class Scheduler:
         """
         losses = self.reconciler.losses(self.judge(TASK_COMPLETE))
         if losses:
-            self.run(lambda batch: [self.attempt_lost(loss, batch) for loss in losses])
+            self.run(lambda batch: self.apply_losses(losses, batch))
         self.reconciler.applied()
         unstarted = self.reconciler.unstarted(self.judge(WORKFLOW_START))
         if unstarted:
             logger.warning("starting %d execution(s) whose workflow.start was lost", len(unstarted))
             self.run(lambda batch: [self.start(execution_id, batch) for execution_id in unstarted])
+
+    def apply_losses(self, losses: list[Loss], batch: Batch) -> None:
+        """Read the rows of every lost attempt in two queries (after a Redis restart there may be
+        thousands), then apply each loss."""
+        batch.lock_executions({loss.attempt[0] for loss in losses})
+        wanted: dict[str, set[str]] = {}
+        for execution_id, node_id, _ in (loss.attempt for loss in losses):
+            if execution_id in batch.executions:
+                wanted.setdefault(execution_id, set()).add(node_id)
+        batch.load(wanted)
+        for loss in losses:
+            self.attempt_lost(loss, batch)
 
     def judge(self, topic: str) -> Callable[[], Judge]:
         return lambda: self.ownership(topic) if self.ownership is not None else EVERY_EXECUTION
