@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 from redis import RedisError
@@ -49,16 +50,26 @@ def attempt_of(payload: dict[str, Any]) -> Attempt:
 
 
 def hold(payloads: Iterable[dict[str, Any]]) -> list[Attempt]:
-    """Record the attempts this process is about to claim, and publish them before the claim:
-    whatever the mirror shows RUNNING on a worker is in its heartbeat, even if the worker dies
-    the moment after (one Redis round trip per task)."""
+    """Record the attempts this process is about to claim; the claim publishes them first
+    (`write_beat`), so whatever the mirror shows RUNNING on a worker is in its heartbeat, even if
+    the worker dies the moment after."""
     now = time.monotonic()
     held = {attempt_of(payload): Running(now, payload.get("timeout_seconds")) for payload in payloads}
     with _lock:
         _running.update(held)
+    return list(held)
+
+
+def write_beat(pipe: redis.client.Pipeline) -> None:
+    """Queue this worker's heartbeat on a pipeline of the broker's Redis (the claim's, by default)."""
+    for heartbeat in _heartbeat:
+        heartbeat.queue(pipe)
+
+
+def publish_now() -> None:
+    """Publish the heartbeat in a round trip of its own (a broker apart from the mirror)."""
     for heartbeat in _heartbeat:
         heartbeat.publish()
-    return list(held)
 
 
 def finished(attempt: Attempt) -> None:
@@ -122,11 +133,15 @@ class Heartbeat(threading.Thread):
         self.wake = threading.Event()
         self.failing = False
 
-    def beat(self) -> None:
-        doc = json.dumps({"worker": self.worker, "at": time.time(), "held": held()})
-        pipe = task_queue.client().pipeline(transaction=False)
+    def queue(self, pipe: redis.client.Pipeline) -> None:
         pipe.set(EPOCH_KEY, new_epoch(), nx=True)
-        pipe.hset(WORKERS_KEY, self.field, doc)
+        pipe.hset(
+            WORKERS_KEY, self.field, json.dumps({"worker": self.worker, "at": time.time(), "held": held()})
+        )
+
+    def beat(self) -> None:
+        pipe = task_queue.client().pipeline(transaction=False)
+        self.queue(pipe)
         pipe.execute()
 
     def publish(self) -> None:

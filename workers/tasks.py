@@ -14,7 +14,7 @@ from django.utils import timezone
 from workers import heartbeat
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
-from workflows import kafka_io, mirror
+from workflows import kafka_io, mirror, task_queue
 from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK, TASK_COMPLETE, TaskComplete, encode
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,11 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
         )
         for payload in payloads
     ]
+    together = task_queue.client() is mirror.client()
     try:
-        verdicts = mirror.mark_running(claims)
+        if not together:
+            heartbeat.publish_now()
+        verdicts = mirror.mark_running(claims, first=heartbeat.write_beat if together else None)
     except Exception:  # the mirror is a convenience; Redis trouble must not stop the nodes
         logger.warning("mirror unavailable while claiming %d node(s)", len(claims), exc_info=True)
         return payloads
