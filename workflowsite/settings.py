@@ -178,11 +178,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A task received by a worker and not acknowledged goes back to the queue after this long: the
-# backstop for a worker killed before its heartbeat showed the task (docs/reliability.md, "Loss is
-# declared on evidence"). A redelivered copy of an attempt that runs or was superseded is refused
-# by the worker's claim (workflows/mirror.py), so a long node costs one refused redelivery.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
+# A task received by a worker and not acknowledged goes back to the queue after 20 s, looked for
+# every 2 s: the backstop for a worker killed before its heartbeat showed the task
+# (docs/reliability.md, "Loss is declared on evidence"). A redelivered copy of an attempt that runs
+# or was superseded is refused by the worker's claim (workflows/mirror.py), so a node running
+# longer costs one refused redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 20,
+    "unacked_restore_interval": 2,
+    "unacked_restore_throttle": 1,
+}
 
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
