@@ -134,13 +134,15 @@ class Heartbeat(threading.Thread):
         self.failing = False
 
     def queue(self, pipe: redis.client.Pipeline) -> None:
-        pipe.set(EPOCH_KEY, new_epoch(), nx=True)
         pipe.hset(
             WORKERS_KEY, self.field, json.dumps({"worker": self.worker, "at": time.time(), "held": held()})
         )
 
     def beat(self) -> None:
+        """Publish; also set the broker's epoch if Redis started empty (the claims' beats leave
+        that to this one, once a second)."""
         pipe = task_queue.client().pipeline(transaction=False)
+        pipe.set(EPOCH_KEY, new_epoch(), nx=True)
         self.queue(pipe)
         pipe.execute()
 
