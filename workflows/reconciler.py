@@ -130,7 +130,7 @@ def gone_with_redis(
 ) -> list[Loss]:
     """Attempts queued before Redis lost its data that no live worker holds and the queue does not
     carry (a batch pushed after the restart put them in the new queue)."""
-    reason = "its task was lost with Redis's data"
+    reason = "no live worker holds it and no queue carries it (Redis or the scheduler restarted)"
     return [
         Loss(attempt, reason) for attempt in queued_before if attempt not in held and attempt not in in_queue
     ]
@@ -236,7 +236,7 @@ class Reconciler:
             return []
         # What carries attempts is read before Kafka is asked which partitions were read to the end:
         # an attempt a worker released after reporting it then has its report applied already.
-        carried = self.carried() if epoch_due else None
+        carried = self.carried() if epoch_due and self.unchecked(owns(), now) else None
         judge = owns()
         found = [loss for loss in suspects if judge(loss.attempt[0])]
         if len(found) < len(suspects):
@@ -272,6 +272,16 @@ class Reconciler:
             and now_s > self.epoch_at + self.dead_after_s
             and time.monotonic() >= self.next_epoch_check
         )
+
+    def unchecked(self, judge: Judge, now_s: float) -> bool:
+        """Whether this scheduler judges partitions the epoch check has not covered yet; if not,
+        look again later (a rebalance may give it some), for a while."""
+        if judge.owned is None or judge.owned - self.epoch_checked:
+            return True
+        self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
+        assert self.epoch_at is not None
+        self.epoch_done = now_s - self.epoch_at > FORGET_DEAD_WORKER_S
+        return False
 
     def lost_with_redis(
         self, judge: Judge, now_s: float, held: set[Attempt], in_queue: set[Attempt]
