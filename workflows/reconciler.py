@@ -229,7 +229,7 @@ class Reconciler:
             if self.epoch is None and started is not None:  # a predecessor may have died mid-push
                 started = max(started, self.started_at)
             self.epoch, self.epoch_at = epoch, started
-            self.epoch_checked, self.epoch_done = frozenset(), started is None
+            self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), started is None, 0.0
         epoch_due = self.epoch_due(now)
         if not (suspects or epoch_due or any(not beat.held for beat in silent)):
             self.unapplied = ([], [], now)
