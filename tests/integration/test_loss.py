@@ -1,5 +1,6 @@
 """Loss is declared on evidence: a deep queue is never a lost attempt, a lost start is re-run."""
 
+import json
 import signal
 import time
 from collections import Counter
@@ -7,8 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
-from workflows.devstack import Stack, start_stack
+from workflows.devstack import Stack, start_stack, wait_until
+from workflows.reconciler import WORKERS_KEY
 
 # One worker running two nodes at a time, every node a task of its own: the queue of a fan-out of
 # BACKLOG_WIDTH half-second nodes takes about BACKLOG_WIDTH * 0.5 / 2 = 30 s to drain on a quiet
@@ -79,3 +82,31 @@ def test_an_execution_whose_workflow_start_was_lost_is_started_by_the_reconciler
     assert state["status"] == "COMPLETED", state
     kinds = [event["kind"] for event in stack.events(execution_id)]
     assert kinds[:3] == ["submitted", "triggered", "started"], kinds
+
+
+def test_a_worker_publishes_what_it_holds_and_deletes_its_heartbeat_on_a_warm_shutdown(
+    narrow_stack: Stack,
+) -> None:
+    stack = narrow_stack
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    prefix = stack.worker_hostname("worker") + "/"
+
+    def heartbeat() -> dict | None:
+        fields = [f for f in client.hkeys(WORKERS_KEY) if f.decode().startswith(prefix)]
+        return json.loads(client.hget(WORKERS_KEY, fields[0])) if fields else None
+
+    execution_id = stack.submit(fan_out("held", 1, 3, 10), trigger=True)
+
+    def holding_leaf() -> list | None:
+        beat = heartbeat()
+        held = [entry for entry in beat["held"] if entry[1] == "leaf0"] if beat else []
+        return held or None
+
+    (leaf,) = wait_until(holding_leaf, 30, "the worker to hold the 3 s node")
+    assert leaf[:3] == [execution_id, "leaf0", 1] and leaf[4:] == [10, False], leaf
+    assert stack.wait_finished(execution_id)["status"] == "COMPLETED"
+    stack.stop("worker", signal.SIGTERM)
+    try:
+        assert heartbeat() is None
+    finally:
+        stack.start("worker")
