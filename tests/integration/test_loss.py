@@ -100,9 +100,9 @@ def test_a_worker_publishes_what_it_holds_and_deletes_its_heartbeat_on_a_warm_sh
     def holding_leaf() -> list | None:
         beat = heartbeat()
         held = [entry for entry in beat["held"] if entry[1] == "leaf0"] if beat else []
-        return held or None
+        return held if held and held[0][3] is not None else None  # claimed: it has a running time
 
-    (leaf,) = wait_until(holding_leaf, 30, "the worker to hold the 3 s node")
+    (leaf,) = wait_until(holding_leaf, 30, "the worker to run the 3 s node")
     assert leaf[:3] == [execution_id, "leaf0", 1] and leaf[4:] == [10, False], leaf
     assert stack.wait_finished(execution_id)["status"] == "COMPLETED"
     stack.stop("worker", signal.SIGTERM)
