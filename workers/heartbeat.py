@@ -25,8 +25,7 @@ from redis import RedisError
 
 from workflows import task_queue
 from workflows.conf import conf
-from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK
-from workflows.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch
+from workflows.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch, payloads_of
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +53,16 @@ def hold(payloads: Iterable[dict[str, Any]]) -> list[Attempt]:
     (`write_beat`), so whatever the mirror shows RUNNING on a worker is in its heartbeat, even if
     the worker dies the moment after."""
     now = time.monotonic()
-    held = {attempt_of(payload): Running(now, payload.get("timeout_seconds")) for payload in payloads}
+    held = {
+        attempt_of(payload): Running(now, seconds(payload.get("timeout_seconds"))) for payload in payloads
+    }
     with _lock:
         _running.update(held)
     return list(held)
+
+
+def seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def write_beat(pipe: redis.client.Pipeline) -> None:
@@ -99,15 +104,7 @@ def requested() -> list[Attempt]:
     attempts = []
     for request in requests:
         try:
-            args = request.args
-            payloads = (
-                args[0]
-                if request.name == RUN_NODES_TASK
-                else [args[0]]
-                if request.name == RUN_NODE_TASK
-                else []
-            )
-            attempts.extend(attempt_of(payload) for payload in payloads)
+            attempts.extend(attempt_of(payload) for payload in payloads_of(request.name, request.args))
         except (IndexError, KeyError, TypeError, ValueError):
             continue  # a malformed task: its entry point rejects it, there is nothing to hold
     return attempts

@@ -148,15 +148,21 @@ def new_epoch() -> str:
     return json.dumps({"id": uuid.uuid4().hex, "at": time.time()})
 
 
+def payloads_of(task_name: str, args: Any) -> list[Any]:
+    """The node payloads in the arguments of one of our tasks (none for another task)."""
+    if task_name == RUN_NODES_TASK:
+        return list(args[0])
+    return [args[0]] if task_name == RUN_NODE_TASK else []
+
+
 def attempts_in_message(entry: bytes | str) -> list[Attempt]:
     """The node attempts a queue entry (kombu's Redis envelope of a Celery task) carries."""
     try:
         envelope = json.loads(entry)
         if isinstance(envelope, list):  # an `unacked` value: [message, exchange, routing key]
             envelope = envelope[0]
-        name = envelope["headers"]["task"]
         args = json.loads(base64.b64decode(envelope["body"]))[0]
-        payloads = args[0] if name == RUN_NODES_TASK else [args[0]] if name == RUN_NODE_TASK else []
+        payloads = payloads_of(envelope["headers"]["task"], args)
         return [(str(p["execution_id"]), str(p["node_id"]), int(p["attempt"])) for p in payloads]
     except (ValueError, KeyError, TypeError, IndexError):
         return []
