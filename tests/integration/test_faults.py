@@ -434,7 +434,7 @@ def test_redis_restarted_empty_mid_run_reconciler_redispatches_and_mirror_is_reb
     assert stack.redis is not None
     client = redis.Redis.from_url(stack.redis.url)
     run_id = client.info("server")["run_id"]
-    workflows = [pipeline(f"redis-restart-{index}", steps=2, width=3, latency_s=0.5) for index in range(12)]
+    workflows = [pipeline(f"redis-restart-{index}", steps=2, width=4, latency_s=0.5) for index in range(16)]
     execution_ids = submit_all(stack, workflows)
     wait_until(lambda: client.llen(stack.env["CELERY_QUEUE"]) >= 5, 30, "tasks to queue up in Redis", 0.05)
     running = {
