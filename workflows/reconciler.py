@@ -4,7 +4,8 @@ Workers publish every second, in the broker's Redis, the attempts they hold (wor
 An attempt is lost only when its worker stopped publishing (dead), when it runs on a live worker
 past its timeout plus a grace (the worker is wedged), or when Redis lost its data (a new epoch)
 with the attempt queued before and no live worker holds it nor the queue carries it. Waiting in
-the queue is never a loss. The decisions are pure functions; `Reconciler` reads the evidence and
+the queue is never a loss. It also finds executions whose workflow.start was lost. The decisions
+are pure functions; `Reconciler` reads the evidence and
 the database rows and hands the losses to the scheduler, which applies them (docs/reliability.md,
 "Loss is declared on evidence").
 """
@@ -343,6 +344,7 @@ class Reconciler:
 
 
 def active_queued_before(before: datetime) -> Iterator[Attempt]:
+    """QUEUED and RUNNING attempts queued before a moment, page by page of primary keys."""
     last = 0
     while True:
         page = list(
@@ -358,6 +360,7 @@ def active_queued_before(before: datetime) -> Iterator[Attempt]:
 
 
 def unstarted_executions() -> Iterator[str]:
+    """RUNNING executions with a ready PENDING node and no message in the outbox, page by page."""
     last: Any = None
     while True:
         rows = Execution.objects.filter(
