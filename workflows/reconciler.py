@@ -5,9 +5,8 @@ An attempt is lost only when its worker stopped publishing (dead), when it runs 
 past its timeout plus a grace (the worker is wedged), or when Redis lost its data (a new epoch)
 with the attempt queued before and no live worker holds it nor the queue carries it. Waiting in
 the queue is never a loss. It also finds executions whose workflow.start was lost. The decisions
-are pure functions; `Reconciler` reads the evidence and
-the database rows and hands the losses to the scheduler, which applies them (docs/reliability.md,
-"Loss is declared on evidence").
+are pure functions; `Reconciler` reads the evidence and the database rows and hands the losses to
+the scheduler, which applies them (docs/reliability.md, "Loss is declared on evidence").
 """
 
 import base64
