@@ -13,10 +13,11 @@ from confluent_kafka import KafkaError, KafkaException
 from django.conf import settings
 from django.utils import timezone
 
+from workers import heartbeat
 from workers.handler_threads import Job, retire_if_too_many_abandoned, run_all
 from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
-from workflows import dead_letters, kafka_io, mirror
+from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
 from workflows.dead_letters import DeadLetter
 from workflows.events import (
@@ -54,7 +55,7 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
 @shared_task(name=RUN_NODE_TASK, bind=True)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions: its messages still queued when workers are
-    upgraded run as a task of one node instead of waiting out their leases."""
+    upgraded run as a task of one node."""
     execute(well_formed([payload]), self.request.hostname or socket.gethostname())
 
 
@@ -95,12 +96,21 @@ def execute(payloads: list[dict[str, Any]], worker: str) -> None:
     """Run the nodes concurrently and report each outcome to task.complete as it comes; return
     (so that Celery acknowledges the task) only once Kafka has acknowledged every report."""
     started_at = timezone.now().isoformat()
-    jobs = [
-        Job(payload["handler"], context(payload), payload.get("timeout_seconds"))
-        for payload in claimed(payloads, started_at, worker)
-    ]
+    held = heartbeat.hold(payloads)
+    try:
+        mine = claimed(payloads, started_at, worker)
+        heartbeat.release(set(held) - {heartbeat.attempt_of(payload) for payload in mine})
+        report_all(mine, started_at, worker)
+    finally:
+        heartbeat.release(held)
+
+
+def report_all(payloads: list[dict[str, Any]], started_at: str, worker: str) -> None:
+    """Run the claimed nodes; the heartbeat tells each finished handler from one still running."""
+    jobs = [Job(payload["handler"], context(payload), payload.get("timeout_seconds")) for payload in payloads]
     publication = kafka_io.Publication()
     for job, output, error in run_all(jobs):
+        heartbeat.finished((job.context.execution_id, job.context.node_id, job.context.attempt))
         report = TaskComplete(
             job.context.execution_id,
             job.context.node_id,
@@ -153,8 +163,11 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
         )
         for payload in payloads
     ]
+    together = task_queue.client() is mirror.client()
     try:
-        verdicts = mirror.mark_running(claims)
+        if not together:
+            heartbeat.publish_now()
+        verdicts = mirror.mark_running(claims, first=heartbeat.write_beat if together else None)
     except Exception:  # the mirror is a convenience; Redis trouble must not stop the nodes
         logger.warning("mirror unavailable while claiming %d node(s)", len(claims), exc_info=True)
         return payloads

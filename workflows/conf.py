@@ -35,6 +35,8 @@ class EngineConf:
     scheduler_give_up_seconds: float
     invocation_ledger_path: str
     max_abandoned_handlers: int
+    worker_heartbeat_seconds: float
+    worker_dead_after_seconds: float
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -72,6 +74,8 @@ def conf() -> EngineConf:
         scheduler_give_up_seconds=positive("SCHEDULER_GIVE_UP_SECONDS", raw["SCHEDULER_GIVE_UP_SECONDS"]),
         invocation_ledger_path=raw["INVOCATION_LEDGER_PATH"],
         max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
+        worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
+        worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
     )
     check_size_limits(engine)
     return engine

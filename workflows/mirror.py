@@ -7,7 +7,7 @@ detail, both as JSON. A missing hash is rebuilt from the database by the selecto
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -151,9 +151,13 @@ def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
 CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()
 
 
-def mark_running(claims: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool]:
+def mark_running(
+    claims: Sequence[tuple[str, str, dict[str, Any]]],
+    first: Callable[[redis.client.Pipeline], None] | None = None,
+) -> list[bool]:
     """Workers' claims of node attempts (execution id, node id, RUNNING detail), in one round
-    trip; False means the worker must not run that node.
+    trip; False means the worker must not run that node. `first` queues writes Redis applies
+    before the claims, in the same round trip (the worker's heartbeat).
 
     The database learns the start time with the completion; the mirror shows RUNNING at once.
     The script is called by its hash and sent only when Redis does not know it (after a restart).
@@ -161,6 +165,8 @@ def mark_running(claims: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool
 
     def claim_all() -> list[Any]:
         pipe = client().pipeline(transaction=False)
+        if first is not None:
+            first(pipe)
         for execution_id, node_id, detail in claims:
             pipe.evalsha(
                 CLAIM_SHA, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
@@ -172,7 +178,7 @@ def mark_running(claims: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool
     except NoScriptError:  # Redis restarted and forgot the script: no claim was applied
         client().script_load(_CLAIM)
         verdicts = claim_all()
-    return [int(verdict) >= 0 for verdict in verdicts]
+    return [int(verdict) >= 0 for verdict in verdicts[len(verdicts) - len(claims) :]]
 
 
 def read(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:

@@ -96,7 +96,8 @@ class NodeRun(models.Model):
         default=0, help_text="The attempt number the retry budget counts from (moved by retry-from-failure)."
     )
     lost_attempts = models.PositiveIntegerField(
-        default=0, help_text="Attempts whose lease expired without a report (a worker or Redis was lost)."
+        default=0,
+        help_text="Attempts declared lost: their worker died, hung past the timeout, or Redis lost the task.",
     )
     pending_deps = models.PositiveIntegerField(help_text="Dependencies not yet COMPLETED.")
     position = models.PositiveIntegerField(help_text="Index in the definition's topological order.")
@@ -109,9 +110,6 @@ class NodeRun(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="When a queued or running attempt counts as lost."
-    )
 
     class Meta:
         ordering = ["execution", "position"]
@@ -120,7 +118,7 @@ class NodeRun(models.Model):
         ]
         indexes = [
             models.Index(fields=["execution", "status", "pending_deps"], name="noderun_ready_idx"),
-            models.Index(fields=["status", "lease_expires_at"], name="noderun_lease_idx"),
+            models.Index(fields=["status", "queued_at"], name="noderun_active_idx"),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -40,7 +39,6 @@ from workflows.events import (
     encode,
     execution_id_of,
 )
-from workflows.kafka_io import partition_for
 from workflows.limits import LimitExceeded, json_size, over_limit
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
@@ -50,14 +48,13 @@ from workflows.models import (
     NodeRun,
     NodeStatus,
 )
+from workflows.reconciler import EVERY_EXECUTION, Judge, Loss, Reconciler
 from workflows.scheduling import bundles, ready_children, retry_delay, task_spread
 from workflows.selectors import definition_spec
 from workflows.templates import TemplateResolutionError, TemplateSizeError, resolve
 
 logger = logging.getLogger(__name__)
-LEASE_GRACE_S = 5.0
 MAX_LOST_ATTEMPTS = 5
-RECONCILE_BATCH_SIZE = 500
 RECONCILE_INTERVAL_S = 1.0
 RELAY_INTERVAL_S = 0.02
 SEND_RETRY_BACKOFF_S = 0.2
@@ -129,7 +126,6 @@ NODE_FIELDS = [
     "queued_at",
     "started_at",
     "finished_at",
-    "lease_expires_at",
     "lost_attempts",
 ]
 EXECUTION_FIELDS = ["status", "error", "started_at", "finished_at", "completed_nodes", "failed_nodes"]
@@ -226,12 +222,15 @@ class Scheduler:
     def __init__(
         self,
         rng: random.Random | None = None,
-        ownership: Callable[[], tuple[frozenset[int], int]] | None = None,
+        ownership: Callable[[str], Judge] | None = None,
     ) -> None:
-        """`ownership` tells which partitions of task.complete this scheduler owns and has read
-        to the end (and how many there are); without it, the reconciler considers every node."""
+        """`ownership(topic)` tells which executions' partitions of that topic this scheduler owns
+        and has read to the end; without it, the reconciler considers every execution."""
         self.rng = rng or random.Random()
         self.ownership = ownership
+        self.reconciler = Reconciler(
+            task_queue.client, task_queue.queue_key, conf().worker_dead_after_seconds
+        )
         self.next_relay_at = 0.0
         self.next_reconcile_at = 0.0
         self.waiting_tasks = 0  # in the Celery queue when the last batch pushed its tasks ...
@@ -300,26 +299,37 @@ class Scheduler:
             self.finish(execution, ExecutionStatus.FAILED, error, batch)
 
     def reconcile(self) -> None:
-        """Give lost attempts a new one: nodes whose lease expired without a report.
+        """Give lost attempts a new one, and start executions whose workflow.start was lost.
 
-        A lease covers the node's timeout plus a grace period, so it expires only when the
-        worker died or Redis lost the queued task; such an attempt does not use up the retry
-        budget (the worker itself reports timeouts as failures). Only executions on partitions
-        this scheduler owns and has read to the end are considered: a report still waiting in
-        Kafka (after a restart, a rebalance, an outage) is not a lost attempt.
+        An attempt is lost only on evidence (workflows/reconciler.py): its worker died, it runs
+        past its timeout on a wedged worker, or its task died with Redis's data; such an attempt
+        does not use up the retry budget. Only executions on partitions this scheduler owns and
+        has read to the end are considered: a report or a start still waiting in Kafka (after a
+        restart, a rebalance, an outage) is not a loss.
         """
-        expired = list(
-            NodeRun.objects.filter(
-                status__in=ACTIVE_NODE_STATUSES, lease_expires_at__lt=timezone.now()
-            ).values_list("execution_id", "node_id", "attempt")[:RECONCILE_BATCH_SIZE]
-        )
-        if expired and self.ownership is not None:
-            owned, partitions = self.ownership()
-            expired = [
-                row for row in expired if partitions and partition_for(str(row[0]), partitions) in owned
-            ]
-        if expired:
-            self.run(lambda batch: [self.lease_expired(str(e), n, a, batch) for e, n, a in expired])
+        losses = self.reconciler.losses(self.judge(TASK_COMPLETE))
+        if losses:
+            self.run(lambda batch: self.apply_losses(losses, batch))
+        self.reconciler.applied()
+        unstarted = self.reconciler.unstarted(self.judge(WORKFLOW_START))
+        if unstarted:
+            logger.warning("starting %d execution(s) whose workflow.start was lost", len(unstarted))
+            self.run(lambda batch: [self.start(execution_id, batch) for execution_id in unstarted])
+
+    def apply_losses(self, losses: list[Loss], batch: Batch) -> None:
+        """Read the rows of every lost attempt in two queries (after a Redis restart there may be
+        thousands), then apply each loss."""
+        batch.lock_executions({loss.attempt[0] for loss in losses})
+        wanted: dict[str, set[str]] = {}
+        for execution_id, node_id, _ in (loss.attempt for loss in losses):
+            if execution_id in batch.executions:
+                wanted.setdefault(execution_id, set()).add(node_id)
+        batch.load(wanted)
+        for loss in losses:
+            self.attempt_lost(loss, batch)
+
+    def judge(self, topic: str) -> Callable[[], Judge]:
+        return lambda: self.ownership(topic) if self.ownership is not None else EVERY_EXECUTION
 
     def run(self, apply: Callable[[Batch], object]) -> None:
         batch = Batch()
@@ -384,14 +394,16 @@ class Scheduler:
         node.started_at = parse_datetime(report.started_at or "") or node.started_at
         node.finished_at = parse_datetime(report.finished_at or "") or timezone.now()
         node.worker = report.worker
-        node.lease_expires_at = None
         spec = definition_spec(execution.definition_id)
         if report.status == NodeStatus.COMPLETED:
             self.node_completed(execution, node, report.output, spec, batch)
         else:
             self.node_failed(execution, node, report.error or "unknown error", spec, batch)
 
-    def lease_expired(self, execution_id: str, node_id: str, attempt: int, batch: Batch) -> None:
+    def attempt_lost(self, loss: Loss, batch: Batch) -> None:
+        """Give a lost attempt a new one, unless it was reported meanwhile; after
+        MAX_LOST_ATTEMPTS the node fails."""
+        execution_id, node_id, attempt = loss.attempt
         execution = batch.execution(execution_id)
         node = batch.node(execution, node_id) if execution is not None else None
         if (
@@ -401,12 +413,12 @@ class Scheduler:
             or node.status not in ACTIVE_NODE_STATUSES
         ):
             return  # reported meanwhile
-        error = f"attempt {attempt} lost: no report before its lease expired"
+        error = f"attempt {attempt} lost: {loss.reason}"
         if execution.status != ExecutionStatus.RUNNING or node.lost_attempts >= MAX_LOST_ATTEMPTS:
             self.give_up(execution, node, error, batch)
             return
         node.lost_attempts += 1
-        batch.record(execution, "node_lost", node.node_id, attempt=attempt)
+        batch.record(execution, "node_lost", node.node_id, attempt=attempt, reason=loss.reason)
         self.queue(execution, node, definition_spec(execution.definition_id), batch)
 
     def node_completed(
@@ -450,7 +462,7 @@ class Scheduler:
 
     def give_up(self, execution: Execution, node: NodeRun, error: str, batch: Batch) -> None:
         """The node failed for good: so does the execution, if it was still running."""
-        node.status, node.error, node.lease_expires_at = NodeStatus.FAILED, error, None
+        node.status, node.error = NodeStatus.FAILED, error
         batch.changed(node)
         batch.record(execution, "node_failed", node.node_id, attempt=node.attempt, error=error)
         execution.failed_nodes += 1
@@ -460,12 +472,11 @@ class Scheduler:
     def queue(
         self, execution: Execution, node: NodeRun, spec: WorkflowSpec, batch: Batch, countdown_s: float = 0.0
     ) -> None:
-        """Mark the node QUEUED for a new attempt, with a lease; resolve_queued sends it."""
-        timeout_s = spec.node(node.node_id).timeout_seconds or conf().node_timeout_seconds
+        """Mark the node QUEUED for a new attempt; resolve_queued sends it. Its time limit runs
+        from when a worker starts it, not from now."""
         node.attempt += 1
         node.status = NodeStatus.QUEUED
         node.queued_at, node.started_at, node.finished_at = timezone.now(), None, None
-        node.lease_expires_at = node.queued_at + timedelta(seconds=countdown_s + timeout_s + LEASE_GRACE_S)
         batch.changed(node)
         batch.record(execution, "node_queued", node.node_id, attempt=node.attempt)
         batch.queued.append(Queued(execution, node, countdown_s))
@@ -538,10 +549,10 @@ class Scheduler:
         """After commit: mirror the new state and enqueue the tasks, then announce the dispatches.
 
         Each effect is retried while it fails for a reason that passes, and never applied twice
-        (see mirror_and_enqueue). A crash here is covered by the leases: the reconciler
-        dispatches again what was never enqueued. A permanent refusal (Redis refusing the
-        transaction, Kafka a message) fails the executions it belongs to, and the scheduler goes
-        on with the next batch.
+        (see mirror_and_enqueue). A crash between the commit and the push leaves nodes QUEUED that
+        no queue carries: see docs/reliability.md, "Loss is declared on evidence". A permanent
+        refusal (Redis refusing the transaction, Kafka a message) fails the executions it belongs
+        to, and the scheduler goes on with the next batch.
         """
         changes = [(execution, batch.mirrored[key].values()) for key, execution in batch.executions.items()]
         tasks = queue_entries(batch, task_spread(self.recently_waiting(), conf().min_tasks_per_batch))

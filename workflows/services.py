@@ -145,9 +145,7 @@ def execution_cancel(*, execution_id: object) -> Execution:
     execution.status, execution.error, execution.finished_at = ExecutionStatus.CANCELLED, "cancelled", now
     execution.save(update_fields=["status", "error", "finished_at"])
     open_nodes = list(execution.nodes.filter(status__in=CANCELLABLE_NODE_STATUSES))
-    execution.nodes.filter(pk__in=[node.pk for node in open_nodes]).update(
-        status=NodeStatus.CANCELLED, lease_expires_at=None
-    )
+    execution.nodes.filter(pk__in=[node.pk for node in open_nodes]).update(status=NodeStatus.CANCELLED)
     for node in open_nodes:
         node.status = NodeStatus.CANCELLED
     ExecutionEvent.objects.create(execution=execution, kind="cancelled", detail={"nodes": len(open_nodes)})

@@ -178,7 +178,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A task received by a worker and not acknowledged goes back to the queue after 20 s, looked for
+# every 2 s: the backstop for a worker killed before its heartbeat showed the task
+# (docs/reliability.md, "Loss is declared on evidence"). A redelivered copy of an attempt that runs
+# or was superseded is refused by the worker's claim (workflows/mirror.py), so a node running
+# longer costs one refused redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 20,
+    "unacked_restore_interval": 2,
+    "unacked_restore_throttle": 1,
+}
 # kombu's Redis transport guarded so that a worker survives a Redis restart (workflowsite/broker.py).
 CELERY_BROKER_TRANSPORT = "workflowsite.broker:Transport"
 
@@ -201,6 +210,8 @@ WORKFLOWS = {
     "SCHEDULER_GIVE_UP_SECONDS": os.environ.get("WORKFLOW_SCHEDULER_GIVE_UP_SECONDS", "120"),
     "INVOCATION_LEDGER_PATH": os.environ.get("WORKFLOW_INVOCATION_LEDGER", ""),
     "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
+    "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
+    "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
 }
 
 LOGGING = {

@@ -14,17 +14,10 @@ def stack() -> Iterator[Stack]:
     running.close()
 
 
-# The default node timeout of the fault stack: a lost attempt's lease (timeout + the scheduler's
-# grace) then expires within seconds, so the reconciler's recovery fits in a test.
-FAULT_NODE_TIMEOUT_S = "4"
-
-
 @pytest.fixture(scope="module")
 def private_stack() -> Iterator[Stack]:
     """A stack with a Redis and a Kafka of its own, which fault tests may kill and restart."""
-    running = start_stack(
-        {"WORKFLOW_NODE_TIMEOUT_SECONDS": FAULT_NODE_TIMEOUT_S}, private_redis=True, private_kafka=True
-    )
+    running = start_stack(private_redis=True, private_kafka=True)
     yield running
     running.close()
 

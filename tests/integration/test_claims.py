@@ -53,7 +53,7 @@ def test_a_cancelled_node_is_not_claimed(execution: Execution) -> None:
 def test_a_node_of_an_execution_missing_from_the_mirror_runs_and_writes_nothing(
     execution: Execution,
 ) -> None:
-    """The mirror is a cache (Redis restarted empty): the database decides, through the lease."""
+    """The mirror is a cache (Redis restarted empty): the database decides, with the reconciler."""
     other = Execution(id=uuid.uuid4(), name="gone", status="RUNNING", total_nodes=1)
     assert mirror.mark_running([claim(other, "a"), claim(execution, "a")]) == [True, True]
     assert mirror.read(other.pk) is None

@@ -1,11 +1,11 @@
-"""The engine's settings refuse values that would break dispatch, naming the variable."""
+"""The engine's settings refuse values that would break it, naming the variable."""
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from workflows.conf import KAFKA_MESSAGE_MAX_BYTES, EngineConf, at_least_one, conf
+from workflows.conf import KAFKA_MESSAGE_MAX_BYTES, EngineConf, at_least_one, conf, positive
 
 
 def test_a_count_setting_takes_whole_numbers_of_at_least_one() -> None:
@@ -60,3 +60,10 @@ def parsed_conf() -> EngineConf:
         return conf()
     finally:
         conf.cache_clear()
+
+
+def test_a_duration_setting_takes_seconds_above_zero_and_names_the_variable() -> None:
+    assert positive("WORKER_HEARTBEAT_SECONDS", "0.5") == 0.5
+    for value in ["0", "-1", "soon", ""]:
+        with pytest.raises(ImproperlyConfigured, match=rf"WORKFLOW_WORKER_DEAD_AFTER_SECONDS .*{value!r}"):
+            positive("WORKER_DEAD_AFTER_SECONDS", value)

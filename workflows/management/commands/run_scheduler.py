@@ -8,7 +8,7 @@ from django.db import connection
 from workflows import kafka_io, task_queue
 from workflows.conf import conf
 from workflows.consumer_loop import ConsumerLoop
-from workflows.events import TASK_COMPLETE
+from workflows.reconciler import Judge
 from workflows.scheduler import Scheduler
 from workflows.scheduler_heartbeat import Heartbeat
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             on_poison=scheduler.poisoned,
             give_up_s=conf().scheduler_give_up_seconds,
         )
-        scheduler.ownership = lambda: loop.caught_up_partitions(conf().topic(TASK_COMPLETE))
+        scheduler.ownership = lambda topic: Judge(*loop.caught_up_partitions(conf().topic(topic)))
         # Beating before the first poll joins the group: /health sees the scheduler at once.
         heartbeat = Heartbeat(loop.progress)
         heartbeat.start()

@@ -45,7 +45,7 @@ class Command(BaseCommand):
             type=float,
             default=defaults.node_timeout_s,
             metavar="SECONDS",
-            help="Every node's timeout; its lease is that plus the scheduler's grace.",
+            help="Every node's timeout, counted from when a worker starts it.",
         )
         parser.add_argument(
             "--finish-deadline", type=float, default=defaults.finish_deadline_s, metavar="SECONDS"

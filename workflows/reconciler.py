@@ -1,0 +1,376 @@
+"""Which node attempts are lost, judged on evidence: worker heartbeats, the broker's epoch, the queue.
+
+Workers publish every second, in the broker's Redis, the attempts they hold (workers/heartbeat.py).
+An attempt is lost only when its worker stopped publishing (dead), when it runs on a live worker
+past its timeout plus a grace (the worker is wedged), or when Redis lost its data (a new epoch)
+with the attempt queued before and no live worker holds it nor the queue carries it. Waiting in
+the queue is never a loss. It also finds executions whose workflow.start was lost. The decisions
+are pure functions; `Reconciler` reads the evidence and the database rows and hands the losses to
+the scheduler, which applies them (docs/reliability.md, "Loss is declared on evidence").
+"""
+
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK
+from workflows.kafka_io import partition_for
+from workflows.models import (
+    ACTIVE_NODE_STATUSES,
+    Execution,
+    ExecutionStatus,
+    NodeRun,
+    NodeStatus,
+    OutboxMessage,
+)
+
+logger = logging.getLogger(__name__)
+WORKERS_KEY = "wf:workers"
+EPOCH_KEY = "wf:epoch"
+UNACKED_KEY = "unacked"  # kombu's Redis transport: messages delivered and not acknowledged yet
+OVERRUN_GRACE_S = 5.0
+PAGE_SIZE = 500
+FORGET_DEAD_WORKER_S = 600.0
+UNSTARTED_CHECK_INTERVAL_S = 5.0
+EPOCH_RECHECK_S = 10.0
+
+Attempt = tuple[str, str, int]  # execution id, node id, attempt number
+
+
+@dataclass(frozen=True)
+class Held:
+    """A node attempt a worker holds: received, or claimed and running (`running_s` since)."""
+
+    attempt: Attempt
+    running_s: float | None = None
+    timeout_s: float | None = None
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A worker's last heartbeat: when (its clock, seconds since the epoch) and what it held."""
+
+    field: str
+    worker: str
+    at: float
+    held: tuple[Held, ...] = ()
+
+
+@dataclass(frozen=True)
+class Loss:
+    """An attempt to declare lost, and the evidence, for its `node_lost` event and error."""
+
+    attempt: Attempt
+    reason: str
+
+
+# ------------------------------------------------------------------ pure decisions
+
+
+def parse_beats(raw: Mapping[bytes, bytes]) -> list[Beat]:
+    """The heartbeats of `HGETALL wf:workers`; one that cannot be read is logged and left out."""
+    beats = []
+    for key, value in raw.items():
+        try:
+            doc = json.loads(value)
+            held = tuple(
+                Held((str(e), str(n), int(a)), _number(running), _number(timeout), bool(finished))
+                for e, n, a, running, timeout, finished in doc["held"]
+            )
+            beats.append(Beat(key.decode(), str(doc["worker"]), float(doc["at"]), held))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("ignoring unreadable worker heartbeat %r: %s", key, exc)
+    return beats
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def dead(beats: Iterable[Beat], now_s: float, dead_after_s: float) -> list[Beat]:
+    """Workers silent for longer than `dead_after_s`."""
+    return [beat for beat in beats if now_s - beat.at > dead_after_s]
+
+
+def held_attempts(beats: Iterable[Beat]) -> set[Attempt]:
+    return {held.attempt for beat in beats for held in beat.held}
+
+
+def dead_worker_losses(beat: Beat) -> list[Loss]:
+    reason = f"its worker {beat.worker} stopped sending heartbeats"
+    return [Loss(held.attempt, reason) for held in beat.held]
+
+
+def overrun_losses(live: Iterable[Beat], grace_s: float) -> list[Loss]:
+    """Attempts whose handler still runs past timeout + grace on a live worker: the worker fails a
+    node at its timeout itself, so it is wedged. A finished handler whose report waits is not."""
+    return [
+        Loss(held.attempt, f"it ran past its timeout of {held.timeout_s:g}s on {beat.worker}")
+        for beat in live
+        for held in beat.held
+        if not held.finished
+        and held.running_s is not None
+        and held.timeout_s is not None
+        and held.running_s > held.timeout_s + grace_s
+    ]
+
+
+def gone_with_redis(
+    queued_before: Iterable[Attempt], held: set[Attempt], in_queue: set[Attempt]
+) -> list[Loss]:
+    """Attempts queued before Redis lost its data that no live worker holds and the queue does not
+    carry (a batch pushed after the restart put them in the new queue)."""
+    reason = "no live worker holds it and no queue carries it (Redis or the scheduler restarted)"
+    return [
+        Loss(attempt, reason) for attempt in queued_before if attempt not in held and attempt not in in_queue
+    ]
+
+
+def parse_epoch(raw: bytes | None) -> float | None:
+    """The creation time of the broker's epoch key: when Redis last started empty."""
+    try:
+        return float(json.loads(raw or b"")["at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def new_epoch() -> str:
+    return json.dumps({"id": uuid.uuid4().hex, "at": time.time()})
+
+
+def payloads_of(task_name: str, args: Any) -> list[Any]:
+    """The node payloads in the arguments of one of our tasks (none for another task)."""
+    if task_name == RUN_NODES_TASK:
+        return list(args[0])
+    return [args[0]] if task_name == RUN_NODE_TASK else []
+
+
+def attempts_in_message(entry: bytes | str) -> list[Attempt]:
+    """The node attempts a queue entry (kombu's Redis envelope of a Celery task) carries."""
+    try:
+        envelope = json.loads(entry)
+        if isinstance(envelope, list):  # an `unacked` value: [message, exchange, routing key]
+            envelope = envelope[0]
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        payloads = payloads_of(envelope["headers"]["task"], args)
+        return [(str(p["execution_id"]), str(p["node_id"]), int(p["attempt"])) for p in payloads]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return []
+
+
+# ------------------------------------------------------------------ reading the evidence
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Which executions this scheduler may judge: those on the partitions of a topic it owns and
+    has read to the end (`owned`; None when it runs without a consumer, as in tests)."""
+
+    owned: frozenset[int] | None
+    partitions: int = 0
+
+    def __call__(self, execution_id: str) -> bool:
+        return self.owned is None or (
+            self.partitions > 0 and partition_for(execution_id, self.partitions) in self.owned
+        )
+
+    def partition(self, execution_id: str) -> int:
+        return partition_for(execution_id, self.partitions) if self.partitions else 0
+
+
+EVERY_EXECUTION = Judge(None)
+
+
+@dataclass
+class Reconciler:
+    """Reads the evidence every pass and remembers what it judged already, so that a pass with
+    nothing wrong costs one Redis round trip (SET NX + GET of the epoch, HGETALL of the workers)
+    and no query; `owns()` (it asks Kafka) is called only when there is something to judge."""
+
+    client: Callable[[], redis.Redis]
+    queue_key: Callable[[], str]
+    dead_after_s: float
+    started_at: float = field(default_factory=time.time)
+    epoch: bytes | None = None
+    epoch_at: float | None = None
+    epoch_checked: frozenset[int] = frozenset()
+    epoch_done: bool = True
+    next_epoch_check: float = 0.0
+    judged: set[Attempt] = field(default_factory=set)
+    unapplied: tuple[list[Loss], list[Beat], float] = ([], [], 0.0)
+    next_unstarted_check: float = 0.0
+
+    def losses(self, owns: Callable[[], Judge]) -> list[Loss]:
+        """The attempts found lost since the last pass, among the executions `owns()` judges."""
+        pipe = self.client().pipeline(transaction=False)
+        pipe.set(EPOCH_KEY, new_epoch(), nx=True)
+        pipe.get(EPOCH_KEY)
+        pipe.hgetall(WORKERS_KEY)
+        _, epoch, raw = pipe.execute()
+        now = time.time()
+        beats = parse_beats(raw)
+        self.judged &= held_attempts(beats)
+        silent = dead(beats, now, self.dead_after_s)
+        live = [beat for beat in beats if beat not in silent]
+        suspects = [
+            loss
+            for loss in [
+                *(loss for beat in silent for loss in dead_worker_losses(beat)),
+                *overrun_losses(live, OVERRUN_GRACE_S),
+            ]
+            if loss.attempt not in self.judged
+        ]
+        if epoch != self.epoch:  # Redis started empty, or this scheduler did
+            started = parse_epoch(epoch)
+            if self.epoch is None and started is not None:  # a predecessor may have died mid-push
+                started = max(started, self.started_at)
+            self.epoch, self.epoch_at = epoch, started
+            self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), started is None, 0.0
+        epoch_due = self.epoch_due(now)
+        if not (suspects or epoch_due or any(not beat.held for beat in silent)):
+            self.unapplied = ([], [], now)
+            return []
+        # What carries attempts is read before Kafka is asked which partitions were read to the end:
+        # an attempt a worker released after reporting it then has its report applied already.
+        carried = self.carried() if epoch_due and self.unchecked(owns(), now) else None
+        judge = owns()
+        found = [loss for loss in suspects if judge(loss.attempt[0])]
+        if len(found) < len(suspects):
+            logger.info(
+                "%d lost attempt(s) left to the schedulers of their partitions", len(suspects) - len(found)
+            )
+        if carried is not None:
+            found.extend(self.lost_with_redis(judge, now, *carried))
+        self.unapplied = (found, silent, now)
+        return found
+
+    def applied(self) -> None:
+        """The scheduler applied the last pass's losses: remember them, and delete the heartbeats
+        of dead workers once every attempt they held was judged (here; another scheduler judges
+        its own partitions' attempts), or long after they died."""
+        found, silent, now_s = self.unapplied
+        self.judged.update(loss.attempt for loss in found)
+        gone = [
+            beat.field
+            for beat in silent
+            if all(held.attempt in self.judged for held in beat.held)
+            or now_s - beat.at > FORGET_DEAD_WORKER_S
+        ]
+        if gone:
+            self.client().hdel(WORKERS_KEY, *gone)
+        self.unapplied = ([], [], now_s)
+
+    def epoch_due(self, now_s: float) -> bool:
+        """The epoch check waits until live workers have re-published what they hold."""
+        return (
+            not self.epoch_done
+            and self.epoch_at is not None
+            and now_s > self.epoch_at + self.dead_after_s
+            and time.monotonic() >= self.next_epoch_check
+        )
+
+    def unchecked(self, judge: Judge, now_s: float) -> bool:
+        """Whether this scheduler judges partitions the epoch check has not covered yet; if not,
+        look again later (a rebalance may give it some), for a while."""
+        if judge.owned is None or judge.owned - self.epoch_checked:
+            return True
+        self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
+        assert self.epoch_at is not None
+        self.epoch_done = now_s - self.epoch_at > FORGET_DEAD_WORKER_S
+        return False
+
+    def lost_with_redis(
+        self, judge: Judge, now_s: float, held: set[Attempt], in_queue: set[Attempt]
+    ) -> list[Loss]:
+        """Every active attempt queued before Redis started empty that nothing carries any more,
+        on the partitions not checked yet; read by keyset pagination, so that no number of other
+        rows starves one. Partitions this scheduler does not judge yet are checked again later."""
+        assert self.epoch_at is not None
+        partitions = set(range(judge.partitions)) if judge.owned is not None else set()
+        fresh = (judge.owned or frozenset()) - self.epoch_checked
+        before = datetime.fromtimestamp(self.epoch_at, tz=UTC)
+        candidates = [
+            attempt
+            for attempt in active_queued_before(before)
+            if judge(attempt[0]) and (judge.owned is None or judge.partition(attempt[0]) in fresh)
+        ]
+        self.epoch_checked |= fresh
+        self.epoch_done = (
+            judge.owned is None
+            or (bool(partitions) and self.epoch_checked >= partitions)
+            or now_s - self.epoch_at > FORGET_DEAD_WORKER_S
+        )
+        self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
+        losses = gone_with_redis(candidates, held, in_queue)
+        if losses:
+            logger.warning("%d attempt(s) queued before %s lost with Redis", len(losses), before.isoformat())
+        return losses
+
+    def carried(self) -> tuple[set[Attempt], set[Attempt]]:
+        """In one transaction: the attempts live workers hold and those the queue carries."""
+        pipe = self.client().pipeline(transaction=True)
+        pipe.hgetall(WORKERS_KEY)
+        pipe.lrange(self.queue_key(), 0, -1)
+        pipe.hvals(f"{settings.CELERY_BROKER_TRANSPORT_OPTIONS.get('global_keyprefix', '')}{UNACKED_KEY}")
+        raw, entries, unacked = pipe.execute()
+        now = time.time()
+        live = [beat for beat in parse_beats(raw) if now - beat.at <= self.dead_after_s]
+        in_queue = {attempt for entry in [*entries, *unacked] for attempt in attempts_in_message(entry)}
+        return held_attempts(live), in_queue
+
+    def unstarted(self, owns: Callable[[], Judge]) -> list[str]:
+        """Every few seconds: RUNNING executions with a ready node never dispatched and no
+        workflow.start waiting in the outbox: their start was lost (Scheduler.start is idempotent)."""
+        now = time.monotonic()
+        if now < self.next_unstarted_check:
+            return []
+        self.next_unstarted_check = now + UNSTARTED_CHECK_INTERVAL_S
+        found = list(unstarted_executions())
+        if not found:
+            return []
+        judge = owns()
+        return [execution_id for execution_id in found if judge(execution_id)]
+
+
+def active_queued_before(before: datetime) -> Iterator[Attempt]:
+    """QUEUED and RUNNING attempts queued before a moment, page by page of primary keys."""
+    last = 0
+    while True:
+        page = list(
+            NodeRun.objects.filter(status__in=ACTIVE_NODE_STATUSES, queued_at__lt=before, pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", "execution_id", "node_id", "attempt")[:PAGE_SIZE]
+        )
+        for _, execution_id, node_id, attempt in page:
+            yield str(execution_id), node_id, attempt
+        if len(page) < PAGE_SIZE:
+            return
+        last = page[-1][0]
+
+
+def unstarted_executions() -> Iterator[str]:
+    """RUNNING executions with a ready PENDING node and no message in the outbox, page by page."""
+    last: Any = None
+    while True:
+        rows = Execution.objects.filter(
+            status=ExecutionStatus.RUNNING, nodes__status=NodeStatus.PENDING, nodes__pending_deps=0
+        )
+        if last is not None:
+            rows = rows.filter(pk__gt=last)
+        page = list(rows.order_by("pk").values_list("pk", flat=True).distinct()[:PAGE_SIZE])
+        ids = [str(pk) for pk in page]
+        waiting = set(OutboxMessage.objects.filter(key__in=ids).values_list("key", flat=True))
+        yield from (execution_id for execution_id in ids if execution_id not in waiting)
+        if len(page) < PAGE_SIZE:
+            return
+        last = page[-1]
