@@ -9,9 +9,9 @@ supervisor, so a process that died stays dead), every execution must be COMPLETE
 invocation ledger (workers/ledger.py) must show every node's handler invoked exactly once: no
 worker is killed here, so no re-run is excused.
 
-Until heartbeats replace leases as the evidence of a lost attempt, a task that died with Redis is
-dispatched again only when its lease expires, so the stack's short node timeout (4 s) keeps these
-tests short.
+Nodes keep the default timeout (300 s): a task that died with Redis is dispatched again on the
+reconciler's evidence (the broker's epoch changed and nothing carries the attempt), so these tests
+also fail when that recovery waits for a timer.
 """
 
 import os
