@@ -11,7 +11,7 @@ from workflows.devstack import Stack
 
 EXECUTIONS = 16
 INPUT_NODES = 16
-# The worker's own Celery threads may hold a connection; what must not happen is one per
+# The worker's two input reader threads hold one each (workers/inputs.py); what must not happen is one per
 # handler thread that read an input (dozens here before the fix).
 MOST_CONNECTIONS = 2
 

@@ -136,7 +136,7 @@ def test_a_task_payload_no_longer_carries_the_workflow_input() -> None:
     assert "input" not in dispatch.payload
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the worker reads on a thread of its own
 def test_a_worker_reads_the_input_from_the_database_once_and_still_takes_a_shipped_one() -> None:
     execution = services.workflow_submit(
         data={
