@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from redis import RedisError
-from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
+from redis.exceptions import ResponseError
 
 from workflows import bulk, dead_letters, kafka_io, metrics, mirror, outbox, task_queue
 from workflows.conf import conf
@@ -88,14 +88,20 @@ def retry_until_done(work: Callable[[], T]) -> T:
             backoff = min(backoff * 2, MAX_SEND_RETRY_BACKOFF_S)
 
 
+# Redis replies that depend on the data sent, so that sending it again fails again. Any other
+# Redis error (a connection problem, LOADING, MISCONF with a full disk, READONLY or MASTERDOWN
+# while failing over, OOM until workers drain the queue, EXECABORT carrying one of these) passes
+# with time: retrying, and exiting after WORKFLOW_SCHEDULER_GIVE_UP_SECONDS, beats failing the
+# batch's executions.
+REDIS_DATA_REFUSALS = ("WRONGTYPE", "exceeds maximum allowed size", "invalid bulk length")
+
+
 def is_transient(exc: RedisError | KafkaException) -> bool:
-    """Whether sending again can succeed. Redis: a connection problem, a timeout, a server still
-    loading or failing over; any other error reply is a refusal. Kafka: kafka_io.is_transient."""
+    """Whether sending again can succeed. Kafka: kafka_io.is_transient_exception; Redis: every
+    error but a refusal of the data itself (REDIS_DATA_REFUSALS)."""
     if isinstance(exc, KafkaException):
         return kafka_io.is_transient_exception(exc)
-    return not isinstance(exc, ResponseError) or isinstance(
-        exc, BusyLoadingError | OutOfMemoryError | ReadOnlyError | TryAgainError
-    )
+    return not (isinstance(exc, ResponseError) and any(text in str(exc) for text in REDIS_DATA_REFUSALS))
 
 
 @dataclass

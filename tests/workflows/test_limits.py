@@ -92,6 +92,21 @@ def test_a_payload_is_measured_only_when_its_outputs_could_exceed_the_bound() ->
         (RedisTimeoutError("Timeout reading from socket"), True),
         (ReadOnlyError("You can't write against a read only replica."), True),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (ResponseError("ERR string exceeds maximum allowed size (proto-max-bulk-len)"), False),
+        # A Redis that cannot persist, is failing over or is full refuses for a while, not for good:
+        # classed as refusals, these failed every execution of a batch while the disk was full.
+        (
+            ResponseError(
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"
+            ),
+            True,
+        ),
+        (
+            ResponseError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+            True,
+        ),
+        (ResponseError("OOM command not allowed when used memory > 'maxmemory'."), True),
+        (ResponseError("EXECABORT Transaction discarded because of previous errors."), True),
     ],
 )
 def test_only_failures_that_pass_are_retried(exc: Exception, transient: bool) -> None:
