@@ -18,6 +18,9 @@ from workflows.metrics import DEAD_LETTERS, METRICS_KEY, field
 logger = logging.getLogger(__name__)
 HEADER_PREFIX = "dead_letter."
 FLUSH_TIMEOUT_S = 10.0
+# A value the broker took may still be too large to send again with the headers added (producer
+# message.max.bytes, 1,000,000): such a letter keeps its first MAX_VALUE_BYTES and says so.
+MAX_VALUE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,17 @@ class DeadLetter:
             "by": socket.gethostname(),
             "at": datetime.now(UTC).isoformat(),
         }
+        if self.value is not None and len(self.value) > MAX_VALUE_BYTES:
+            facts["truncated_from_bytes"] = str(len(self.value))
         return [(HEADER_PREFIX + name, value.encode()) for name, value in facts.items()]
 
 
 def send(letters: Sequence[DeadLetter], timeout_s: float = FLUSH_TIMEOUT_S) -> None:
     """Log, publish (one flush for all) and count refused messages; raise KafkaException when
-    Kafka did not acknowledge them all, so that the caller retries before committing offsets
-    (a retry may copy some twice: the topic is at least once)."""
+    Kafka did not acknowledge them all for a reason that passes, so that the caller retries
+    before committing offsets (a retry may copy some twice: the topic is at least once). A letter
+    Kafka refuses for good is logged, counted as undeliverable and dropped: a dead letter that
+    can never be written must not stop the consumer that refused its message."""
     for letter in letters:
         logger.error("dead-lettering %s: %s (%s)", letter.where(), letter.detail, letter.reason)
     failures: list[KafkaError] = []
@@ -76,18 +83,36 @@ def send(letters: Sequence[DeadLetter], timeout_s: float = FLUSH_TIMEOUT_S) -> N
             failures.append(error)
 
     client = kafka_io.producer()
+    undeliverable: list[DeadLetter] = []
     for letter in letters:
-        client.produce(
-            conf().topic(DEAD_LETTER),
-            key=letter.key,
-            value=letter.value,
-            headers=letter.headers(),
-            on_delivery=delivered,
-        )
-    if client.flush(timeout_s) or failures:
+        try:
+            client.produce(
+                conf().topic(DEAD_LETTER),
+                key=letter.key,
+                value=letter.value[:MAX_VALUE_BYTES] if letter.value is not None else None,
+                headers=letter.headers(),
+                on_delivery=delivered,
+            )
+        except KafkaException as exc:
+            if kafka_io.is_transient_exception(exc):
+                raise
+            undeliverable.append(letter)
+            logger.error("dropping the dead letter of %s, which Kafka refuses: %s", letter.where(), exc)
+    if client.flush(timeout_s) or any(kafka_io.is_transient(error) for error in failures):
         shown = failures[0] if failures else "no answer in time"
         raise KafkaException(f"Kafka did not take {len(letters)} dead letter(s): {shown}")
+    for error in failures:
+        logger.error("a dead letter was dropped, which Kafka refuses: %s", error)
     count(letters)
+    if undeliverable or failures:
+        count_undeliverable(len(undeliverable) + len(failures))
+
+
+def count_undeliverable(number: int) -> None:
+    try:
+        mirror.client().hincrby(METRICS_KEY, field(DEAD_LETTERS, "dead_letter", "undeliverable"), number)
+    except RedisError as exc:
+        logger.warning("could not count %d undeliverable dead letter(s): %s", number, exc)
 
 
 def count(letters: Sequence[DeadLetter]) -> None:

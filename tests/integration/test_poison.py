@@ -12,9 +12,10 @@ from typing import Any
 
 import redis
 import requests
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.kafka_topics import Record, publish, read_topic, topic, wait_consumed
+from tests.integration.kafka_topics import Record, kafka_config, publish, read_topic, topic, wait_consumed
 from workflows.devstack import Stack, wait_until
 from workflows.events import DEAD_LETTER, TASK_COMPLETE, WORKFLOW_START
 from workflows.task_queue import message
@@ -217,3 +218,24 @@ def test_a_report_the_database_refuses_fails_its_execution_only(stack: Stack) ->
     ]
     assert letter.headers["dead_letter.reason"] == b"handler_error"
     assert stack.alive("scheduler")
+
+
+def test_a_malformed_message_too_large_to_dead_letter_whole_is_kept_truncated(stack: Stack) -> None:
+    """Bug: a value the broker took (1,000,000 bytes) is over the producer's limit once the dead
+    letter's headers are added; the refusal was retried as an outage, so the scheduler stopped
+    applying anything, exited after WORKFLOW_SCHEDULER_GIVE_UP_SECONDS and read it again."""
+    value = b"x" * 1_000_000  # not JSON
+    producer = Producer({**kafka_config(stack), "message.max.bytes": 1_048_576})
+    producer.produce(topic(stack, TASK_COMPLETE), key=b"huge", value=value)
+    assert producer.flush(30) == 0
+
+    execution_id = stack.submit(DIAMOND, trigger=True)
+    assert stack.wait_finished(execution_id)["status"] == "COMPLETED"
+    assert stack.alive("scheduler")
+    letters = wait_until(
+        lambda: [r for r in dead_letters(stack, topic(stack, TASK_COMPLETE)) if r.key == "huge"],
+        30,
+        "the truncated dead letter",
+    )
+    assert letters[0].headers["dead_letter.truncated_from_bytes"] == b"1000000"
+    assert letters[0].value == value[: 512 * 1024]
