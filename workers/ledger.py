@@ -59,19 +59,22 @@ def beyond_at_least_once(
     killed_pids: Collection[int] = (),
     retried_attempts: Collection[tuple[str, str, int]] = (),
 ) -> list[Invocation]:
-    """The invocations no fault or retry excuses: each after the first of its node, unless an
-    earlier invocation of that node ran in a process that was killed (at-least-once allows a
-    re-run then) or was an attempt whose failure the retry policy answered (execution id, node
-    id, attempt in `retried_attempts`)."""
-    earlier: dict[tuple[str, str], list[Invocation]] = {}
+    """The invocations no fault or retry excuses: each after the first of its node, unless the
+    invocation just before it ran an earlier attempt, in a process that was killed (at-least-once
+    allows the next attempt to run again then) or whose failure the retry policy answered
+    (execution id, node id, attempt in `retried_attempts`). The same attempt invoked twice is
+    never excused: the claim exists to refuse a second copy."""
+    latest: dict[tuple[str, str], Invocation] = {}
     unexcused = []
     for entry in sorted(invocations, key=lambda entry: entry.at):
-        before = earlier.setdefault((entry.execution_id, entry.node_id), [])
-        if before and not any(
-            previous.pid in killed_pids
-            or (previous.execution_id, previous.node_id, previous.attempt) in retried_attempts
-            for previous in before
+        previous = latest.get((entry.execution_id, entry.node_id))
+        if previous is not None and not (
+            entry.attempt > previous.attempt
+            and (
+                previous.pid in killed_pids
+                or (previous.execution_id, previous.node_id, previous.attempt) in retried_attempts
+            )
         ):
             unexcused.append(entry)
-        before.append(entry)
+        latest[(entry.execution_id, entry.node_id)] = entry
     return unexcused
