@@ -51,14 +51,17 @@ def attempt_of(payload: dict[str, Any]) -> Attempt:
 def hold(payloads: Iterable[dict[str, Any]]) -> list[Attempt]:
     """Record the attempts this process is about to claim; the claim publishes them first
     (`write_beat`), so whatever the mirror shows RUNNING on a worker is in its heartbeat, even if
-    the worker dies the moment after."""
+    the worker dies the moment after. Returns those this call recorded: a duplicate delivery of an
+    attempt this process runs already leaves its entry alone, and must not release it."""
     now = time.monotonic()
-    held = {
-        attempt_of(payload): Running(now, seconds(payload.get("timeout_seconds"))) for payload in payloads
-    }
+    inserted = []
     with _lock:
-        _running.update(held)
-    return list(held)
+        for payload in payloads:
+            attempt = attempt_of(payload)
+            if attempt not in _running:
+                _running[attempt] = Running(now, seconds(payload.get("timeout_seconds")))
+                inserted.append(attempt)
+    return inserted
 
 
 def seconds(value: object) -> float | None:
@@ -81,6 +84,15 @@ def finished(attempt: Attempt) -> None:
     with _lock:
         if attempt in _running:
             _running[attempt].finished = True
+
+
+def overran(attempts: Iterable[Attempt]) -> None:
+    """Keep attempts whose outcome could not be reported as handlers running past a timeout of 0,
+    so that the reconciler declares them lost (within its grace) rather than nothing holding them."""
+    with _lock:
+        for attempt in attempts:
+            if attempt in _running:
+                _running[attempt] = Running(_running[attempt].started, 0.0)
 
 
 def release(attempts: Iterable[Attempt]) -> None:
@@ -144,7 +156,8 @@ class Heartbeat(threading.Thread):
         pipe.execute()
 
     def publish(self) -> None:
-        """Beat now; a Redis outage is logged once and must not stop the nodes."""
+        """Beat now; a Redis outage is logged once and must not stop the nodes, nor any other
+        error the beat thread: a worker whose heartbeat stops looks dead and its nodes run again."""
         try:
             self.beat()
             if self.failing:
@@ -154,6 +167,9 @@ class Heartbeat(threading.Thread):
             if not self.failing:
                 logger.warning("could not publish the worker heartbeat (%s); retrying", exc)
             self.failing = True
+        except Exception:
+            logger.exception("could not publish the worker heartbeat; retrying")
+            self.failing = True
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -162,10 +178,17 @@ class Heartbeat(threading.Thread):
             self.wake.clear()
 
     def stop(self) -> None:
-        """A warm shutdown: every task has finished and reported, so nothing is held."""
+        """A warm shutdown: every task has finished and reported, so nothing is held, and the
+        field goes at once. A cold one leaves attempts held: the field stays, goes silent, and the
+        reconciler declares them lost once the worker is dead."""
         self.stopping.set()
         self.wake.set()
         self.join(conf().worker_heartbeat_seconds + 1)
+        with _lock:
+            holding = len(_running)
+        if holding:
+            logger.warning("stopping with %d attempt(s) held: the heartbeat is left to go silent", holding)
+            return
         try:
             task_queue.client().hdel(WORKERS_KEY, self.field)
         except RedisError as exc:

@@ -4,6 +4,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,14 +27,19 @@ from workflows.events import (
     TASK_COMPLETE,
     InvalidMessage,
     TaskComplete,
+    attempt_of,
     decode,
     encode,
+    execution_id_of,
+    node_id_of,
     validate_task_payload,
 )
 from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
+CLAIM_TRIES = 3
+CLAIM_BACKOFF_S = 0.2
 
 
 @worker_ready.connect
@@ -49,22 +55,27 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
     if not isinstance(payloads, list):
         payloads = [payloads]  # refused below, unless it is one payload
-    execute(well_formed(payloads), self.request.hostname or socket.gethostname())
+    worker = self.request.hostname or socket.gethostname()
+    execute(*well_formed(payloads, worker), worker)
 
 
 @shared_task(name=RUN_NODE_TASK, bind=True)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions: its messages still queued when workers are
     upgraded run as a task of one node."""
-    execute(well_formed([payload]), self.request.hostname or socket.gethostname())
+    worker = self.request.hostname or socket.gethostname()
+    execute(*well_formed([payload], worker), worker)
 
 
-def well_formed(payloads: list[Any]) -> list[dict[str, Any]]:
+def well_formed(payloads: list[Any], worker: str) -> tuple[list[dict[str, Any]], list[TaskComplete]]:
     """The payloads that keep the contract (workflows/events.py) and name a handler this worker
-    has; the others are dead-lettered, and the task goes on with the rest and returns normally,
-    so that it is acknowledged rather than redelivered."""
+    has, and a FAILED report for each other one whose node it can name (execution, node,
+    attempt): an unknown handler (a rolling deploy adding one), a bad config or timeout would
+    otherwise leave its node QUEUED with nothing to show it lost. All the others are dead-lettered
+    too, and the task goes on with the rest and returns normally, so that it is acknowledged
+    rather than redelivered."""
     known = handler_names()
-    good, refused = [], []
+    good, refused, failures = [], [], []
     for payload in payloads:
         try:
             validate_task_payload(payload)
@@ -73,12 +84,26 @@ def well_formed(payloads: list[Any]) -> list[dict[str, Any]]:
             good.append(payload)
         except InvalidMessage as exc:
             refused.append(refused_payload(payload, exc))
+            failure = refusal_report(payload, exc, worker)
+            if failure is not None:
+                failures.append(failure)
     if refused:
         try:
             dead_letters.send(refused)
         except KafkaException as exc:  # the log above keeps them; the good payloads must not wait
             logger.error("could not dead-letter %d node payload(s): %s", len(refused), exc)
-    return good
+    return good, failures
+
+
+def refusal_report(payload: Any, error: InvalidMessage, worker: str) -> TaskComplete | None:
+    """The FAILED report of a refused payload, when its identity fields are valid."""
+    try:
+        identity = execution_id_of(payload), node_id_of(payload), attempt_of(payload)
+    except (InvalidMessage, AttributeError, TypeError):
+        return None
+    now = timezone.now().isoformat()
+    reason = f"the worker refused the node's payload ({error.reason}): {error}"
+    return TaskComplete(*identity, "FAILED", error=reason, started_at=now, finished_at=now, worker=worker)
 
 
 def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
@@ -92,37 +117,63 @@ def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
     )
 
 
-def execute(payloads: list[dict[str, Any]], worker: str) -> None:
-    """Run the nodes concurrently and report each outcome to task.complete as it comes; return
-    (so that Celery acknowledges the task) only once Kafka has acknowledged every report."""
+def execute(payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], worker: str) -> None:
+    """Run the nodes concurrently and report each outcome to task.complete as it comes, with the
+    failures of the refused payloads; return (so that Celery acknowledges the task) only once
+    Kafka has acknowledged every report. If the reports cannot be made, the claimed attempts stay
+    in the heartbeat as overrunning, for the reconciler to declare lost, and the error escapes."""
     started_at = timezone.now().isoformat()
     held = heartbeat.hold(payloads)
+    kept: set[heartbeat.Attempt] = set()
     try:
         mine = claimed(payloads, started_at, worker)
-        heartbeat.release(set(held) - {heartbeat.attempt_of(payload) for payload in mine})
-        report_all(mine, started_at, worker)
+        kept = {heartbeat.attempt_of(payload) for payload in mine} & set(held)
+        heartbeat.release(set(held) - kept)
+        report_all(mine, failures, started_at, worker)
+        kept = set()
+    except BaseException:
+        heartbeat.overran(kept)
+        raise
     finally:
-        heartbeat.release(held)
+        heartbeat.release(set(held) - kept)
 
 
-def report_all(payloads: list[dict[str, Any]], started_at: str, worker: str) -> None:
-    """Run the claimed nodes; the heartbeat tells each finished handler from one still running."""
-    jobs = [Job(payload["handler"], context(payload), payload.get("timeout_seconds")) for payload in payloads]
+def report_all(
+    payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], started_at: str, worker: str
+) -> None:
+    """Run the claimed nodes; the heartbeat tells each finished handler from one still running.
+    An error escaping the run (a thread that cannot start, say) fails the nodes not reported yet
+    with it, rather than losing them."""
     publication = kafka_io.Publication()
-    for job, output, error in run_all(jobs):
-        heartbeat.finished((job.context.execution_id, job.context.node_id, job.context.attempt))
-        report = TaskComplete(
-            job.context.execution_id,
-            job.context.node_id,
-            job.context.attempt,
-            "FAILED" if error else "COMPLETED",
-            output=output,
-            error=error,
-            started_at=started_at,
-            finished_at=timezone.now().isoformat(),
-            worker=worker,
-        )
-        send_report(publication, report)
+    for failure in failures:
+        send_report(publication, failure)
+    unreported = {heartbeat.attempt_of(payload) for payload in payloads}
+    try:
+        jobs = [
+            Job(payload["handler"], context(payload), payload.get("timeout_seconds")) for payload in payloads
+        ]
+        for job, output, error in run_all(jobs):
+            attempt = (job.context.execution_id, job.context.node_id, job.context.attempt)
+            heartbeat.finished(attempt)
+            report = TaskComplete(
+                *attempt,
+                "FAILED" if error else "COMPLETED",
+                output=output,
+                error=error,
+                started_at=started_at,
+                finished_at=timezone.now().isoformat(),
+                worker=worker,
+            )
+            send_report(publication, report)
+            unreported.discard(attempt)
+    except Exception as exc:
+        logger.exception("the worker failed running %d node(s); reporting them failed", len(unreported))
+        finished_at = timezone.now().isoformat()
+        for attempt in sorted(unreported):
+            report = TaskComplete(*attempt, "FAILED", error=f"the worker failed: {exc!r}"[:2000])
+            send_report(
+                publication, replace(report, started_at=started_at, finished_at=finished_at, worker=worker)
+            )
     deliver(publication)
     retire_if_too_many_abandoned()
 
@@ -164,13 +215,18 @@ def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> lis
         for payload in payloads
     ]
     together = task_queue.client() is mirror.client()
-    try:
-        if not together:
-            heartbeat.publish_now()
-        verdicts = mirror.mark_running(claims, first=heartbeat.write_beat if together else None)
-    except Exception:  # the mirror is a convenience; Redis trouble must not stop the nodes
-        logger.warning("mirror unavailable while claiming %d node(s)", len(claims), exc_info=True)
-        return payloads
+    if not together:
+        heartbeat.publish_now()
+    for tried in range(1, CLAIM_TRIES + 1):
+        try:
+            verdicts = mirror.mark_running(claims, first=heartbeat.write_beat if together else None)
+            break
+        except Exception:  # a claim applied before its reply was lost is the same claim again
+            if tried == CLAIM_TRIES:  # see docs/reliability.md "Claims and reports under faults"
+                logger.error("mirror unavailable: running %d node(s) unclaimed", len(claims), exc_info=True)
+                return payloads
+            logger.warning("mirror unavailable while claiming %d node(s); retrying", len(claims))
+            threading.Event().wait(CLAIM_BACKOFF_S * 2 ** (tried - 1))
     allowed = []
     for payload, verdict in zip(payloads, verdicts, strict=True):
         if verdict:
@@ -189,7 +245,12 @@ def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None
     """Hand the report to the producer. An output over WORKFLOW_MAX_OUTPUT_BYTES fails the node
     (measured only when the whole report is over it), and so does a report the producer refuses
     outright, so that the other nodes of the task are still reported."""
-    value = encode(report)
+    try:
+        value = encode(report)
+    except (TypeError, ValueError, RecursionError) as exc:
+        logger.error("%s/%s failed: its output is not JSON: %s", report.execution_id, report.node_id, exc)
+        report = failed(report, f"the handler's output cannot be encoded as JSON: {exc}")
+        value = encode(report)
     limit = conf().max_output_bytes
     if len(value) > limit and report.status == "COMPLETED":
         problem = size_problem("output", report.output, limit, "WORKFLOW_MAX_OUTPUT_BYTES")

@@ -167,9 +167,11 @@ def is_number(value: object) -> bool:
 
 
 def encode(payload: dict[str, Any] | TaskComplete) -> bytes:
-    """Serialize a message value."""
-    data = asdict(payload) if isinstance(payload, TaskComplete) else payload
-    return json.dumps(data, separators=(",", ":"), default=str).encode()
+    """Serialize a message value. A report is strict JSON (TypeError for a set, ValueError for
+    NaN or infinity): its output must reach the database as the handler returned it."""
+    if isinstance(payload, TaskComplete):
+        return json.dumps(asdict(payload), separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
 
 
 def decode(value: bytes | None) -> dict[str, Any]:

@@ -25,19 +25,24 @@ MIRROR_TTL_S = 7 * 24 * 3600
 SUMMARY_FIELD = "execution"
 NODE_PREFIX = "n:"
 
-# Marks a node RUNNING for a worker's claim. Returns 1 when claimed, 0 when the mirror is missing
-# (the worker runs the node anyway), -1 when the node must not run: a duplicate delivery of an
-# attempt already running, a superseded attempt, or a node cancelled or finished meanwhile.
+# Marks a node RUNNING for a worker's claim. Returns 1 when claimed (or when this very claim was
+# applied already: a retry after a timeout), -1 when the node must not run: a duplicate delivery
+# of an attempt already running, a superseded attempt, or a node cancelled or finished meanwhile.
+# An execution missing from the mirror (Redis restarted empty, a broker Redis apart lost it) gets
+# a hash holding the claim alone, with the mirror's TTL, so that a second copy of the attempt is
+# refused; the selectors rebuild the rest from the database without overwriting it (HSETNX).
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == ARGV[2] then return 1 end
 local attempt = tonumber(ARGV[3])
 if current then
   local node = cjson.decode(current)
   if node.attempt > attempt then return -1 end
   if node.attempt == attempt and node.status ~= 'QUEUED' then return -1 end
 end
+local missing = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if missing then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
 """
 
@@ -169,7 +174,13 @@ def mark_running(
             first(pipe)
         for execution_id, node_id, detail in claims:
             pipe.evalsha(
-                CLAIM_SHA, 1, key(execution_id), NODE_PREFIX + node_id, json.dumps(detail), detail["attempt"]
+                CLAIM_SHA,
+                1,
+                key(execution_id),
+                NODE_PREFIX + node_id,
+                json.dumps(detail),
+                detail["attempt"],
+                MIRROR_TTL_S,
             )
         return pipe.execute()
 

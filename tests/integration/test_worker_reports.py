@@ -4,13 +4,13 @@ even when one outcome cannot be, and a task whose nodes are all refused reports 
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
-from workers import tasks
+from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
 from workflows.conf import conf
 from workflows.devstack import TEST_REDIS_DB
@@ -79,6 +79,7 @@ def test_an_output_too_large_for_kafka_fails_its_node_and_the_others_are_reporte
             loud,
             payload(execution_id, "last"),
         ],
+        [],
         "worker-test",
     )
     found = read(reports, 4)
@@ -95,7 +96,7 @@ def test_nodes_run_when_the_mirror_is_unreachable(reports: Consumer, settings: A
     settings.REDIS_URL = f"redis://127.0.0.1:{CLOSED_PORT}/0"
     mirror.client.cache_clear()
     execution_id = str(uuid.uuid4())
-    tasks.execute([payload(execution_id, "a"), payload(execution_id, "b")], "worker-test")
+    tasks.execute([payload(execution_id, "a"), payload(execution_id, "b")], [], "worker-test")
     assert {node: report["status"] for node, report in read(reports, 2).items()} == {
         "a": "COMPLETED",
         "b": "COMPLETED",
@@ -108,8 +109,8 @@ def test_a_task_whose_nodes_are_all_refused_reports_nothing(reports: Consumer) -
     running = {"status": "RUNNING", "handler": "input", "position": 0, "attempt": 1, "worker": "other"}
     mirror.client().hset(mirror.key(execution_id), "n:a", json.dumps(running))
     try:
-        tasks.execute([payload(execution_id, "a")], "worker-test")
-        tasks.execute([payload(execution_id, "b")], "worker-test")  # a node it does run, as a marker
+        tasks.execute([payload(execution_id, "a")], [], "worker-test")
+        tasks.execute([payload(execution_id, "b")], [], "worker-test")  # a node it does run, as a marker
         found = read(reports, 1)
         assert list(found) == ["b"]
         assert not reports.consume(1, 1.0)
@@ -120,3 +121,92 @@ def test_a_task_whose_nodes_are_all_refused_reports_nothing(reports: Consumer) -
 def test_a_one_node_task_of_an_earlier_version_still_runs(reports: Consumer) -> None:
     tasks.run_node(payload(str(uuid.uuid4()), "old", n=2))
     assert read(reports, 1)["old"]["output"] == {"n": 2}
+
+
+def test_refused_payloads_that_name_their_node_fail_it_in_a_report(reports: Consumer) -> None:
+    """An unknown handler (a rolling deploy adding one), a bad config or timeout used to be only
+    dead-lettered: no report, and the node stayed QUEUED forever with nothing to show it lost."""
+    execution_id = str(uuid.uuid4())
+    tasks.run_nodes(
+        [
+            {**payload(execution_id, "later"), "handler": "added_in_the_next_release"},
+            {**payload(execution_id, "config"), "config": ["not", "an", "object"]},
+            {**payload(execution_id, "timeout"), "timeout_seconds": -1},
+            {**payload(execution_id, "anonymous"), "node_id": None},  # no node to fail
+            payload(execution_id, "good", n=1),
+        ]
+    )
+    found = read(reports, 4)
+    assert found["good"]["status"] == "COMPLETED"
+    for node_id, reason in [
+        ("later", "unknown_handler"),
+        ("config", "invalid_config"),
+        ("timeout", "invalid_timeout_seconds"),
+    ]:
+        assert found[node_id]["status"] == "FAILED" and found[node_id]["attempt"] == 1
+        assert f"the worker refused the node's payload ({reason})" in found[node_id]["error"]
+    assert "added_in_the_next_release" in found["later"]["error"]
+    assert not reports.consume(1, 1.0)
+
+
+def test_an_output_that_is_not_json_fails_its_node(reports: Consumer) -> None:
+    """A set used to be reported as its str() and NaN as the non-JSON token NaN (which PostgreSQL's
+    jsonb refuses): the node 'completed' with an output nobody returned, or not at all."""
+    execution_id = str(uuid.uuid4())
+    tasks.execute(
+        [
+            payload(execution_id, "set", tags={"a", "b"}),
+            payload(execution_id, "nan", score=float("nan")),
+            payload(execution_id, "inf", score=float("inf")),
+            payload(execution_id, "good", n=1),
+        ],
+        [],
+        "worker-test",
+    )
+    found = read(reports, 4)
+    assert found["good"]["status"] == "COMPLETED"
+    for node_id in ("set", "nan", "inf"):
+        assert found[node_id]["status"] == "FAILED" and found[node_id]["output"] is None
+        assert "the handler's output cannot be encoded as JSON" in found[node_id]["error"]
+    assert "set is not JSON serializable" in found["set"]["error"]
+
+
+def test_an_error_escaping_the_run_fails_the_nodes_not_reported_yet(
+    reports: Consumer, monkeypatch: Any
+) -> None:
+    """It used to escape the task: Celery acknowledged it and the heartbeat released the nodes not
+    reported yet, the only evidence of them."""
+
+    def thread_trouble(jobs: Sequence[tasks.Job]) -> Iterator[tuple[tasks.Job, Any, str]]:
+        yield jobs[0], {"n": 1}, ""
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(tasks, "run_all", thread_trouble)
+    execution_id = str(uuid.uuid4())
+    tasks.execute([payload(execution_id, "first"), payload(execution_id, "second")], [], "worker-test")
+    found = read(reports, 2)
+    assert found["first"]["status"] == "COMPLETED"
+    assert found["second"]["status"] == "FAILED"
+    assert "can't start new thread" in found["second"]["error"]
+    assert heartbeat.held() == []
+
+
+def test_nodes_whose_outcome_cannot_be_reported_stay_held_as_overrunning(
+    reports: Consumer, monkeypatch: Any
+) -> None:
+    """It used to release them from the heartbeat: acknowledged, unreported, and nothing holding
+    them, they stayed RUNNING forever. Held as past a timeout of 0, the reconciler's overrun rule
+    declares them lost."""
+
+    def broken(publication: kafka_io.Publication) -> None:
+        raise BufferError("Local: Queue full")
+
+    monkeypatch.setattr(tasks, "deliver", broken)
+    execution_id = str(uuid.uuid4())
+    try:
+        with pytest.raises(BufferError):
+            tasks.execute([payload(execution_id, "a"), payload(execution_id, "b")], [], "worker-test")
+        held = {tuple(entry[:3]): entry[4:] for entry in heartbeat.held()}
+        assert held == {(execution_id, "a", 1): [0.0, False], (execution_id, "b", 1): [0.0, False]}
+    finally:
+        heartbeat.release([(execution_id, "a", 1), (execution_id, "b", 1)])
