@@ -83,7 +83,7 @@ def test_a_dead_after_time_under_three_heartbeats_is_refused_naming_both(
         override_settings(WORKFLOWS=raw),
         pytest.raises(
             ImproperlyConfigured,
-            match=rf"WORKFLOW_WORKER_DEAD_AFTER_SECONDS={dead_after} .*WORKFLOW_WORKER_HEARTBEAT_SECONDS={heartbeat}",
+            match=rf"DEAD_AFTER_SECONDS={dead_after} .*WORKFLOW_WORKER_HEARTBEAT_SECONDS={heartbeat}",
         ),
     ):
         parsed_conf()
