@@ -66,7 +66,8 @@ class Held:
 
 @dataclass(frozen=True)
 class Beat:
-    """A worker's last heartbeat: when (its clock, seconds since the epoch) and what it held."""
+    """A worker's last heartbeat: when by its own clock (compared only with its previous beats) and
+    what it held."""
 
     field: str
     worker: str
@@ -229,17 +230,16 @@ class Reconciler:
     """Reads the evidence every pass and remembers what it judged already, so that a pass with
     nothing wrong costs one Redis round trip (SET NX + GET of the epoch, HGETALL of the workers)
     and no query; `owns()` (it asks Kafka) is called only when there is something to judge.
-    Durations are measured on `clock` (this process's monotonic clock); only the moment a new
-    epoch is first seen is also read on the wall clock, to compare with `queued_at`."""
+    Durations are measured on this process's monotonic clock; only the moment a new epoch is
+    first seen is also read on the wall clock, to compare with `queued_at`."""
 
     client: Callable[[], redis.Redis]
     queue_key: Callable[[], str]
     dead_after_s: float
-    clock: Callable[[], float] = time.monotonic
     watch: Watch = field(default_factory=Watch)
     epoch: bytes | None = None
     epoch_at: float | None = None  # wall clock, when this scheduler first saw the epoch
-    epoch_seen: float = 0.0  # the same moment on `clock`
+    epoch_seen: float = 0.0  # the same moment on time.monotonic()
     epoch_checked: frozenset[int] = frozenset()
     epoch_done: bool = True
     next_epoch_check: float = 0.0
@@ -258,7 +258,7 @@ class Reconciler:
         except redis.RedisError:
             self.watch.restart()
             raise
-        now = self.clock()
+        now = time.monotonic()
         beats = parse_beats(raw)
         self.watch.observe(beats, now)
         self.judged &= held_attempts(beats)
@@ -302,7 +302,7 @@ class Reconciler:
         its own partitions' attempts) or is held by a live worker, or long after they died."""
         found, silent, held_live = self.unapplied
         self.judged.update(loss.attempt for loss in found)
-        now = self.clock()
+        now = time.monotonic()
         gone = [
             beat.field
             for beat in silent
@@ -367,7 +367,7 @@ class Reconciler:
         except redis.RedisError:
             self.watch.restart()
             raise
-        now = self.clock()
+        now = time.monotonic()
         live = [beat for beat in parse_beats(raw) if self.watch.silent_s(beat, now) <= self.dead_after_s]
         in_queue = {attempt for entry in [*entries, *unacked] for attempt in attempts_in_message(entry)}
         return held_attempts(live), in_queue
