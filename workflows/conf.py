@@ -12,6 +12,9 @@ KAFKA_MESSAGE_MAX_BYTES = 1_000_000
 MESSAGE_ENVELOPE_BYTES = 64 * 1024
 # Redis's default `proto-max-bulk-len` (512 MiB): the largest Celery task it stores.
 REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
+# A worker is dead after this many heartbeat periods without a change, at the least: one late beat
+# (a slow host, a Redis reconnect) must not be enough.
+MIN_HEARTBEATS_BEFORE_DEAD = 3
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,21 @@ def conf() -> EngineConf:
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
     )
     check_size_limits(engine)
+    check_liveness(engine)
     return engine
+
+
+def check_liveness(engine: EngineConf) -> None:
+    """Refuse a dead-after time that a few late heartbeats would reach: live workers would be
+    declared dead and their attempts run twice."""
+    least = MIN_HEARTBEATS_BEFORE_DEAD * engine.worker_heartbeat_seconds
+    if engine.worker_dead_after_seconds < least:
+        raise ImproperlyConfigured(
+            f"WORKFLOW_WORKER_DEAD_AFTER_SECONDS={engine.worker_dead_after_seconds:g} must be at least "
+            f"{MIN_HEARTBEATS_BEFORE_DEAD} times WORKFLOW_WORKER_HEARTBEAT_SECONDS="
+            f"{engine.worker_heartbeat_seconds:g} (at least {least:g}): a live worker would be "
+            "declared dead after a few late heartbeats"
+        )
 
 
 def check_size_limits(engine: EngineConf) -> None:

@@ -1,9 +1,11 @@
 """Which node attempts are lost, judged on evidence: worker heartbeats, the broker's epoch, the queue.
 
 Workers publish every second, in the broker's Redis, the attempts they hold (workers/heartbeat.py).
-An attempt is lost only when its worker stopped publishing (dead), when it runs on a live worker
-past its timeout plus a grace (the worker is wedged), or when Redis lost its data (a new epoch)
-with the attempt queued before and no live worker holds it nor the queue carries it. Waiting in
+An attempt is lost only when its worker stopped publishing (dead: its beat did not change for a
+while of this scheduler's own monotonic clock, never a comparison with the worker's clock) and no
+live worker holds it, when it runs on a live worker past its timeout plus a grace (the worker is
+wedged), or when Redis lost its data (a new epoch) with the attempt queued before and no live worker
+holds it nor the queue carries it. Waiting in
 the queue is never a loss. It also finds executions whose workflow.start was lost. The decisions
 are pure functions; `Reconciler` reads the evidence and the database rows and hands the losses to
 the scheduler, which applies them (docs/reliability.md, "Loss is declared on evidence").
@@ -42,6 +44,12 @@ PAGE_SIZE = 500
 FORGET_DEAD_WORKER_S = 600.0
 UNSTARTED_CHECK_INTERVAL_S = 5.0
 EPOCH_RECHECK_S = 10.0
+# A longer gap between two reads of the heartbeats (this scheduler stalled, or its host was paused
+# with the workers') restarts the observation: a beat unchanged across it proves no silence.
+OBSERVATION_GAP_S = 5.0
+# Schedulers' wall clocks (which stamp `queued_at`) may disagree by this much: an attempt queued up
+# to this long after the moment this scheduler saw a new epoch is still checked against the queue.
+CLOCK_MARGIN_S = 2.0
 
 Attempt = tuple[str, str, int]  # execution id, node id, attempt number
 
@@ -58,7 +66,8 @@ class Held:
 
 @dataclass(frozen=True)
 class Beat:
-    """A worker's last heartbeat: when (its clock, seconds since the epoch) and what it held."""
+    """A worker's last heartbeat: when by its own clock (compared only with its previous beats) and
+    what it held."""
 
     field: str
     worker: str
@@ -97,18 +106,51 @@ def _number(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def dead(beats: Iterable[Beat], now_s: float, dead_after_s: float) -> list[Beat]:
-    """Workers silent for longer than `dead_after_s`."""
-    return [beat for beat in beats if now_s - beat.at > dead_after_s]
+@dataclass
+class Watch:
+    """What this scheduler saw of each heartbeat field: the last `at` and the `time.monotonic()`
+    when it last changed. Silence is measured on this clock only, so neither a worker's clock skew
+    nor a beat retried late after a Redis outage makes a live worker look dead."""
+
+    seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    last_read: float | None = None
+
+    def observe(self, beats: Iterable[Beat], now: float) -> None:
+        """Record a read of every heartbeat; a field first seen (or seen again after a gap) counts
+        from now; a field gone from the hash is forgotten."""
+        if self.last_read is None or now - self.last_read > OBSERVATION_GAP_S:
+            self.seen = {}
+        self.last_read = now
+        previous = self.seen
+        self.seen = {}
+        for beat in beats:
+            last = previous.get(beat.field)
+            self.seen[beat.field] = last if last is not None and last[0] == beat.at else (beat.at, now)
+
+    def silent_s(self, beat: Beat, now: float) -> float:
+        """How long this beat has been unchanged, as observed (0 for one not seen so)."""
+        last = self.seen.get(beat.field)
+        return now - last[1] if last is not None and last[0] == beat.at else 0.0
+
+    def restart(self) -> None:
+        """A read failed: what was seen before proves nothing about silence after it."""
+        self.seen, self.last_read = {}, None
+
+
+def dead(beats: Iterable[Beat], watch: Watch, now: float, dead_after_s: float) -> list[Beat]:
+    """Workers whose beat has not changed for longer than `dead_after_s` of the watch's clock."""
+    return [beat for beat in beats if watch.silent_s(beat, now) > dead_after_s]
 
 
 def held_attempts(beats: Iterable[Beat]) -> set[Attempt]:
     return {held.attempt for beat in beats for held in beat.held}
 
 
-def dead_worker_losses(beat: Beat) -> list[Loss]:
+def dead_worker_losses(beat: Beat, held_live: set[Attempt]) -> list[Loss]:
+    """What a dead worker held, except what a live worker holds now (a task the dead worker
+    received without claiming it, redelivered by the broker and claimed by another worker)."""
     reason = f"its worker {beat.worker} stopped sending heartbeats"
-    return [Loss(held.attempt, reason) for held in beat.held]
+    return [Loss(held.attempt, reason) for held in beat.held if held.attempt not in held_live]
 
 
 def overrun_losses(live: Iterable[Beat], grace_s: float) -> list[Loss]:
@@ -134,14 +176,6 @@ def gone_with_redis(
     return [
         Loss(attempt, reason) for attempt in queued_before if attempt not in held and attempt not in in_queue
     ]
-
-
-def parse_epoch(raw: bytes | None) -> float | None:
-    """The creation time of the broker's epoch key: when Redis last started empty."""
-    try:
-        return float(json.loads(raw or b"")["at"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def new_epoch() -> str:
@@ -195,19 +229,22 @@ EVERY_EXECUTION = Judge(None)
 class Reconciler:
     """Reads the evidence every pass and remembers what it judged already, so that a pass with
     nothing wrong costs one Redis round trip (SET NX + GET of the epoch, HGETALL of the workers)
-    and no query; `owns()` (it asks Kafka) is called only when there is something to judge."""
+    and no query; `owns()` (it asks Kafka) is called only when there is something to judge.
+    Durations are measured on this process's monotonic clock; only the moment a new epoch is
+    first seen is also read on the wall clock, to compare with `queued_at`."""
 
     client: Callable[[], redis.Redis]
     queue_key: Callable[[], str]
     dead_after_s: float
-    started_at: float = field(default_factory=time.time)
+    watch: Watch = field(default_factory=Watch)
     epoch: bytes | None = None
-    epoch_at: float | None = None
+    epoch_at: float | None = None  # wall clock, when this scheduler first saw the epoch
+    epoch_seen: float = 0.0  # the same moment on time.monotonic()
     epoch_checked: frozenset[int] = frozenset()
     epoch_done: bool = True
     next_epoch_check: float = 0.0
     judged: set[Attempt] = field(default_factory=set)
-    unapplied: tuple[list[Loss], list[Beat], float] = ([], [], 0.0)
+    unapplied: tuple[list[Loss], list[Beat], set[Attempt]] = ([], [], set())
     next_unstarted_check: float = 0.0
 
     def losses(self, owns: Callable[[], Judge]) -> list[Loss]:
@@ -216,29 +253,34 @@ class Reconciler:
         pipe.set(EPOCH_KEY, new_epoch(), nx=True)
         pipe.get(EPOCH_KEY)
         pipe.hgetall(WORKERS_KEY)
-        _, epoch, raw = pipe.execute()
-        now = time.time()
+        try:
+            _, epoch, raw = pipe.execute()
+        except redis.RedisError:
+            self.watch.restart()
+            raise
+        now = time.monotonic()
         beats = parse_beats(raw)
+        self.watch.observe(beats, now)
         self.judged &= held_attempts(beats)
-        silent = dead(beats, now, self.dead_after_s)
+        silent = dead(beats, self.watch, now, self.dead_after_s)
         live = [beat for beat in beats if beat not in silent]
+        held_live = held_attempts(live)
         suspects = [
             loss
             for loss in [
-                *(loss for beat in silent for loss in dead_worker_losses(beat)),
+                *(loss for beat in silent for loss in dead_worker_losses(beat, held_live)),
                 *overrun_losses(live, OVERRUN_GRACE_S),
             ]
             if loss.attempt not in self.judged
         ]
         if epoch != self.epoch:  # Redis started empty, or this scheduler did
-            started = parse_epoch(epoch)
-            if self.epoch is None and started is not None:  # a predecessor may have died mid-push
-                started = max(started, self.started_at)
-            self.epoch, self.epoch_at = epoch, started
-            self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), started is None, 0.0
+            # Everything queued before Redis started empty was queued before this scheduler saw the
+            # new epoch; a predecessor's commit it never pushed too, when this scheduler starts.
+            self.epoch, self.epoch_at, self.epoch_seen = epoch, time.time(), now
+            self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), False, 0.0
         epoch_due = self.epoch_due(now)
         if not (suspects or epoch_due or any(not beat.held for beat in silent)):
-            self.unapplied = ([], [], now)
+            self.unapplied = ([], [], held_live)
             return []
         # What carries attempts is read before Kafka is asked which partitions were read to the end:
         # an attempt a worker released after reporting it then has its report applied already.
@@ -251,54 +293,52 @@ class Reconciler:
             )
         if carried is not None:
             found.extend(self.lost_with_redis(judge, now, *carried))
-        self.unapplied = (found, silent, now)
+        self.unapplied = (found, silent, held_live)
         return found
 
     def applied(self) -> None:
         """The scheduler applied the last pass's losses: remember them, and delete the heartbeats
         of dead workers once every attempt they held was judged (here; another scheduler judges
-        its own partitions' attempts), or long after they died."""
-        found, silent, now_s = self.unapplied
+        its own partitions' attempts) or is held by a live worker, or long after they died."""
+        found, silent, held_live = self.unapplied
         self.judged.update(loss.attempt for loss in found)
+        now = time.monotonic()
         gone = [
             beat.field
             for beat in silent
-            if all(held.attempt in self.judged for held in beat.held)
-            or now_s - beat.at > FORGET_DEAD_WORKER_S
+            if all(held.attempt in self.judged or held.attempt in held_live for held in beat.held)
+            or self.watch.silent_s(beat, now) > FORGET_DEAD_WORKER_S
         ]
         if gone:
             self.client().hdel(WORKERS_KEY, *gone)
-        self.unapplied = ([], [], now_s)
+        self.unapplied = ([], [], set())
 
-    def epoch_due(self, now_s: float) -> bool:
+    def epoch_due(self, now: float) -> bool:
         """The epoch check waits until live workers have re-published what they hold."""
         return (
-            not self.epoch_done
-            and self.epoch_at is not None
-            and now_s > self.epoch_at + self.dead_after_s
-            and time.monotonic() >= self.next_epoch_check
+            not self.epoch_done and now > self.epoch_seen + self.dead_after_s and now >= self.next_epoch_check
         )
 
-    def unchecked(self, judge: Judge, now_s: float) -> bool:
+    def unchecked(self, judge: Judge, now: float) -> bool:
         """Whether this scheduler judges partitions the epoch check has not covered yet; if not,
         look again later (a rebalance may give it some), for a while."""
         if judge.owned is None or judge.owned - self.epoch_checked:
             return True
-        self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
-        assert self.epoch_at is not None
-        self.epoch_done = now_s - self.epoch_at > FORGET_DEAD_WORKER_S
+        self.next_epoch_check = now + EPOCH_RECHECK_S
+        self.epoch_done = now - self.epoch_seen > FORGET_DEAD_WORKER_S
         return False
 
     def lost_with_redis(
-        self, judge: Judge, now_s: float, held: set[Attempt], in_queue: set[Attempt]
+        self, judge: Judge, now: float, held: set[Attempt], in_queue: set[Attempt]
     ) -> list[Loss]:
-        """Every active attempt queued before Redis started empty that nothing carries any more,
-        on the partitions not checked yet; read by keyset pagination, so that no number of other
-        rows starves one. Partitions this scheduler does not judge yet are checked again later."""
+        """Every active attempt queued before this scheduler saw Redis's new epoch (give or take
+        the clock margin) that nothing carries any more, on the partitions not checked yet; read by
+        keyset pagination, so that no number of other rows starves one. Partitions this scheduler
+        does not judge yet are checked again later."""
         assert self.epoch_at is not None
         partitions = set(range(judge.partitions)) if judge.owned is not None else set()
         fresh = (judge.owned or frozenset()) - self.epoch_checked
-        before = datetime.fromtimestamp(self.epoch_at, tz=UTC)
+        before = datetime.fromtimestamp(self.epoch_at + CLOCK_MARGIN_S, tz=UTC)
         candidates = [
             attempt
             for attempt in active_queued_before(before)
@@ -308,9 +348,9 @@ class Reconciler:
         self.epoch_done = (
             judge.owned is None
             or (bool(partitions) and self.epoch_checked >= partitions)
-            or now_s - self.epoch_at > FORGET_DEAD_WORKER_S
+            or now - self.epoch_seen > FORGET_DEAD_WORKER_S
         )
-        self.next_epoch_check = time.monotonic() + EPOCH_RECHECK_S
+        self.next_epoch_check = now + EPOCH_RECHECK_S
         losses = gone_with_redis(candidates, held, in_queue)
         if losses:
             logger.warning("%d attempt(s) queued before %s lost with Redis", len(losses), before.isoformat())
@@ -322,9 +362,13 @@ class Reconciler:
         pipe.hgetall(WORKERS_KEY)
         pipe.lrange(self.queue_key(), 0, -1)
         pipe.hvals(f"{settings.CELERY_BROKER_TRANSPORT_OPTIONS.get('global_keyprefix', '')}{UNACKED_KEY}")
-        raw, entries, unacked = pipe.execute()
-        now = time.time()
-        live = [beat for beat in parse_beats(raw) if now - beat.at <= self.dead_after_s]
+        try:
+            raw, entries, unacked = pipe.execute()
+        except redis.RedisError:
+            self.watch.restart()
+            raise
+        now = time.monotonic()
+        live = [beat for beat in parse_beats(raw) if self.watch.silent_s(beat, now) <= self.dead_after_s]
         in_queue = {attempt for entry in [*entries, *unacked] for attempt in attempts_in_message(entry)}
         return held_attempts(live), in_queue
 

@@ -67,3 +67,30 @@ def test_a_duration_setting_takes_seconds_above_zero_and_names_the_variable() ->
     for value in ["0", "-1", "soon", ""]:
         with pytest.raises(ImproperlyConfigured, match=rf"WORKFLOW_WORKER_DEAD_AFTER_SECONDS .*{value!r}"):
             positive("WORKER_DEAD_AFTER_SECONDS", value)
+
+
+@pytest.mark.parametrize(("heartbeat", "dead_after"), [("1", "2.5"), ("4", "10")])
+def test_a_dead_after_time_under_three_heartbeats_is_refused_naming_both(
+    heartbeat: str, dead_after: str
+) -> None:
+    raw = {
+        **settings.WORKFLOWS,
+        "WORKER_HEARTBEAT_SECONDS": heartbeat,
+        "WORKER_DEAD_AFTER_SECONDS": dead_after,
+    }
+
+    with (
+        override_settings(WORKFLOWS=raw),
+        pytest.raises(
+            ImproperlyConfigured,
+            match=rf"DEAD_AFTER_SECONDS={dead_after} .*WORKFLOW_WORKER_HEARTBEAT_SECONDS={heartbeat}",
+        ),
+    ):
+        parsed_conf()
+
+
+def test_a_dead_after_time_of_three_heartbeats_is_accepted() -> None:
+    raw = {**settings.WORKFLOWS, "WORKER_HEARTBEAT_SECONDS": "2", "WORKER_DEAD_AFTER_SECONDS": "6"}
+
+    with override_settings(WORKFLOWS=raw):
+        assert parsed_conf().worker_dead_after_seconds == 6.0
