@@ -86,17 +86,32 @@ class Loss:
 # ------------------------------------------------------------------ pure decisions
 
 
+def running_since(at: float, since: object, started: bool) -> float | None:
+    """Seconds an attempt has run at its beat's `at`, from a start time or a running time."""
+    value = _number(since)
+    return None if value is None else (at - value if started else value)
+
+
 def parse_beats(raw: Mapping[bytes, bytes]) -> list[Beat]:
     """The heartbeats of `HGETALL wf:workers`; one that cannot be read is logged and left out."""
     beats = []
     for key, value in raw.items():
         try:
             doc = json.loads(value)
+            at = float(doc["at"])
+            # Version 2 beats give an attempt's start by the worker's clock (its `at` is by the
+            # same clock); version 1, how long it has run.
+            started = doc.get("v") == 2
             held = tuple(
-                Held((str(e), str(n), int(a)), _number(running), _number(timeout), bool(finished))
-                for e, n, a, running, timeout, finished in doc["held"]
+                Held(
+                    (str(e), str(n), int(a)),
+                    running_since(at, since, started),
+                    _number(timeout),
+                    bool(finished),
+                )
+                for e, n, a, since, timeout, finished in doc["held"]
             )
-            beats.append(Beat(key.decode(), str(doc["worker"]), float(doc["at"]), held))
+            beats.append(Beat(key.decode(), str(doc["worker"]), at, held))
         except (ValueError, KeyError, TypeError) as exc:
             logger.error("ignoring unreadable worker heartbeat %r: %s", key, exc)
     return beats

@@ -45,6 +45,19 @@ def test_heartbeats_are_read_and_an_unreadable_one_is_left_out() -> None:
     assert parse_beats(raw) == [Beat("w1@h/1", "w1@h", 100.5, (Held(A, 2.5, 30.0), Held(B)))]
 
 
+def test_a_version_2_heartbeat_gives_start_times_by_the_workers_clock() -> None:
+    """A claim publishes prepared entries that carry when the attempt started, by the clock of
+    the beat's own `at`: read as seconds running, a 3 s node would have run for 55 years."""
+    doc = {
+        "v": 2,
+        "worker": "w1@h",
+        "at": 1_700_000_010.0,
+        "held": [["e1", "a", 1, 1_700_000_007.5, 30, False]],
+    }
+    raw = {b"w1@h/1": json.dumps(doc).encode()}
+    assert parse_beats(raw) == [Beat("w1@h/1", "w1@h", 1_700_000_010.0, (Held(A, 2.5, 30.0),))]
+
+
 def watched(*reads: tuple[float, list[Beat]]) -> Watch:
     """A watch that read these heartbeats at these times of the scheduler's monotonic clock."""
     watch = Watch()
