@@ -187,7 +187,7 @@ def gone_with_redis(
 ) -> list[Loss]:
     """Attempts queued before Redis lost its data that no live worker holds and the queue does not
     carry (a batch pushed after the restart put them in the new queue)."""
-    reason = "no live worker holds it and no queue carries it (Redis or the scheduler restarted)"
+    reason = "no live worker holds it and no queue carries it (Redis, the scheduler or a worker restarted)"
     return [
         Loss(attempt, reason) for attempt in queued_before if attempt not in held and attempt not in in_queue
     ]
@@ -259,6 +259,7 @@ class Reconciler:
     epoch_done: bool = True
     next_epoch_check: float = 0.0
     judged: set[Attempt] = field(default_factory=set)
+    dead_fields: set[str] = field(default_factory=set)
     unapplied: tuple[list[Loss], list[Beat], set[Attempt]] = ([], [], set())
     next_unstarted_check: float = 0.0
 
@@ -291,8 +292,15 @@ class Reconciler:
         if epoch != self.epoch:  # Redis started empty, or this scheduler did
             # Everything queued before Redis started empty was queued before this scheduler saw the
             # new epoch; a predecessor's commit it never pushed too, when this scheduler starts.
-            self.epoch, self.epoch_at, self.epoch_seen = epoch, time.time(), now
-            self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), False, 0.0
+            self.epoch = epoch
+            self.check_carried(time.time(), now)
+        newly_dead = {beat.field for beat in silent} - self.dead_fields
+        self.dead_fields = {beat.field for beat in silent}
+        if newly_dead:
+            # A worker killed between kombu's BRPOP and its unacked entry, or after taking a task
+            # its last heartbeat did not show, took the task with it: check what nothing carries,
+            # now (live workers have been publishing all along).
+            self.check_carried(time.time(), now - self.dead_after_s)
         epoch_due = self.epoch_due(now)
         if not (suspects or epoch_due or any(not beat.held for beat in silent)):
             self.unapplied = ([], [], held_live)
@@ -327,6 +335,12 @@ class Reconciler:
         if gone:
             self.client().hdel(WORKERS_KEY, *gone)
         self.unapplied = ([], [], set())
+
+    def check_carried(self, since_wall: float, seen: float) -> None:
+        """Check, once due (dead_after_s after `seen`, monotonic), every active attempt queued
+        before `since_wall` against what carries attempts."""
+        self.epoch_at, self.epoch_seen = since_wall, seen
+        self.epoch_checked, self.epoch_done, self.next_epoch_check = frozenset(), False, 0.0
 
     def epoch_due(self, now: float) -> bool:
         """The epoch check waits until live workers have re-published what they hold."""
@@ -368,7 +382,9 @@ class Reconciler:
         self.next_epoch_check = now + EPOCH_RECHECK_S
         losses = gone_with_redis(candidates, held, in_queue)
         if losses:
-            logger.warning("%d attempt(s) queued before %s lost with Redis", len(losses), before.isoformat())
+            logger.warning(
+                "%d attempt(s) queued before %s carried by nothing", len(losses), before.isoformat()
+            )
         return losses
 
     def carried(self) -> tuple[set[Attempt], set[Attempt]]:

@@ -174,3 +174,22 @@ def test_a_scheduler_that_starts_looks_for_what_a_predecessor_committed_and_neve
     started = time.monotonic()
     assert passes_until_found(rec) == [(execution_id, "n0", 1)]
     assert time.monotonic() - started >= DEAD_AFTER_S  # not before live workers could publish
+
+
+def test_when_a_worker_dies_what_nothing_carries_is_lost_though_its_heartbeat_did_not_show_it(
+    client: redis.Redis,
+) -> None:
+    """Bug: a worker killed between kombu's BRPOP and its `unacked` entry (or right after taking a
+    task its last heartbeat did not show) took the task with it; nothing held it, no queue carried
+    it, and it stayed QUEUED until an unrelated Redis restart (seen in the CI run of the fault test
+    that kills a worker mid-task of several nodes)."""
+    client.set(EPOCH_KEY, json.dumps({"id": "old", "at": time.time()}))
+    rec = reconciler(client)
+    assert passes_until_found(rec, deadline_s=DEAD_AFTER_S + 2) == []  # its start-up check: nothing
+    assert rec.epoch_done
+    execution_id = queued_execution(2, datetime.now(tz=UTC) - timedelta(seconds=30))
+    waiting = {"execution_id": execution_id, "node_id": "n1", "attempt": 1, "handler": "llm"}
+    client.lpush(QUEUE, task_queue.message([waiting]))
+    beat(client, "dead", 0.5)  # held nothing, as far as its heartbeat said
+    live = lambda: beat(client, "live", 0.1)  # noqa: E731
+    assert passes_until_found(rec, live, deadline_s=DEAD_AFTER_S * 3 + 5) == [(execution_id, "n0", 1)]
