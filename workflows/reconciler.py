@@ -269,11 +269,7 @@ class Reconciler:
         pipe.set(EPOCH_KEY, new_epoch(), nx=True)
         pipe.get(EPOCH_KEY)
         pipe.hgetall(WORKERS_KEY)
-        try:
-            _, epoch, raw = pipe.execute()
-        except redis.RedisError:
-            self.watch.restart()
-            raise
+        _, epoch, raw = self.read(pipe)
         now = time.monotonic()
         beats = parse_beats(raw)
         self.watch.observe(beats, now)
@@ -318,6 +314,15 @@ class Reconciler:
             found.extend(self.lost_with_redis(judge, now, *carried))
         self.unapplied = (found, silent, held_live)
         return found
+
+    def read(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Run one of the reconciler's reads; a failed one restarts the observation of silence
+        (a beat not read is no evidence that its worker stopped)."""
+        try:
+            return pipe.execute()
+        except redis.RedisError:
+            self.watch.restart()
+            raise
 
     def applied(self) -> None:
         """The scheduler applied the last pass's losses: remember them, and delete the heartbeats
@@ -393,11 +398,7 @@ class Reconciler:
         pipe.hgetall(WORKERS_KEY)
         pipe.lrange(self.queue_key(), 0, -1)
         pipe.hvals(f"{settings.CELERY_BROKER_TRANSPORT_OPTIONS.get('global_keyprefix', '')}{UNACKED_KEY}")
-        try:
-            raw, entries, unacked = pipe.execute()
-        except redis.RedisError:
-            self.watch.restart()
-            raise
+        raw, entries, unacked = self.read(pipe)
         now = time.monotonic()
         live = [beat for beat in parse_beats(raw) if self.watch.silent_s(beat, now) <= self.dead_after_s]
         in_queue = {attempt for entry in [*entries, *unacked] for attempt in attempts_in_message(entry)}
