@@ -12,10 +12,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from devtools.devstack import TEST_REDIS_DB
 from workflows import mirror, services
 from workflows.admin import ExecutionAdmin
 from workflows.dag_picture import STATUS_COLOURS
-from workflows.devstack import TEST_REDIS_DB
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun, WorkflowDefinition
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ that amplifies a large output past the resolved-config limit, failing only its e
 worker is SIGKILLed, the scheduler is SIGKILLed and restarted, Redis is restarted empty, Kafka is
 restarted and malformed task.complete messages are published, in turn. Afterwards every execution
 is checked against what it was designed to do (some are designed to fail), its event history is
-searched for nodes that completed more than once, and the invocation ledger (workers/ledger.py)
+searched for nodes that completed more than once, and the invocation ledger (devtools/ledger.py)
 for handler invocations beyond at-least-once: a node's handler run again when no earlier run of it
 was on a worker the soak killed or failed and was retried. `manage.py soak` prints the tally;
 lost, duplicated, beyond at-least-once and scheduler crashes must be zero.
@@ -28,10 +28,10 @@ import requests
 from confluent_kafka import Producer
 from django.conf import settings
 
+from devtools.devstack import Stack, ignore_kafka_error, start_stack, wait_until
+from devtools.ledger import beyond_at_least_once
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
-from workers.ledger import beyond_at_least_once
 from workflows.dag import WorkflowSpec, parse_workflow
-from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from workflows.events import TASK_COMPLETE
 from workflows.templates import resolve
 

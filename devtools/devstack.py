@@ -29,7 +29,7 @@ import requests
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from workers import ledger
+from devtools import ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -416,7 +416,7 @@ class Stack:
         return self.workdir / LEDGER_FILE
 
     def invocations(self) -> list[ledger.Invocation]:
-        """Every handler invocation of the stack's workers so far (workers/ledger.py); the pid
+        """Every handler invocation of the stack's workers so far (devtools/ledger.py); the pid
         names its process through `process_names`."""
         return ledger.read(self.ledger_path)
 

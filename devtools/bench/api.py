@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from workflows.devstack import Stack
+from devtools.devstack import Stack
 
 POLL_INTERVAL_S = 0.25
 REQUEST_TIMEOUT_S = 60.0

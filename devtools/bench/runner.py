@@ -17,14 +17,14 @@ from typing import Any
 
 import redis
 
+from devtools.bench import api, procfs, shapes
+from devtools.bench.api import ShapeTimeout, epoch
+from devtools.bench.baseline import RESULT_BACKEND_URL, Canvas
+from devtools.bench.profile import PySpy
+from devtools.bench.shapes import Sizes
+from devtools.devstack import Stack, start_stack
 from workers.handlers import handler_names
-from workflows.bench import api, procfs, shapes
-from workflows.bench.api import ShapeTimeout, epoch
-from workflows.bench.baseline import RESULT_BACKEND_URL, Canvas
-from workflows.bench.profile import PySpy
-from workflows.bench.shapes import Sizes
 from workflows.dag import parse_workflow
-from workflows.devstack import Stack, start_stack
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
 PROFILED_PROCESSES = ("scheduler", "worker", "api")
