@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,6 +32,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from devtools import ledger
+from devtools.api_client import ApiClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -424,22 +426,19 @@ class Stack:
         for cleanup in reversed(self.cleanups):
             cleanup()
 
+    @cached_property
+    def api(self) -> ApiClient:
+        """The stack's API, with its token for writes when it wants one."""
+        return ApiClient(self.url(""), self.env.get("WORKFLOWS_API_TOKEN", ""))
+
     def health(self) -> requests.Response:
-        return requests.get(self.url("/health"), timeout=10)
+        return self.api.health()
 
     def submit(self, workflow: dict[str, Any], *, trigger: bool = False) -> str:
-        response = requests.post(self.url("/workflows"), json=workflow, timeout=30)
-        assert response.status_code == 201, response.text
-        execution_id = response.json()["execution_id"]
-        if trigger:
-            triggered = requests.post(self.url(f"/workflows/{execution_id}/trigger"), timeout=30)
-            assert triggered.status_code == 200, triggered.text
-        return execution_id
+        return self.api.submit(workflow, trigger=trigger)
 
     def status(self, execution_id: str) -> dict[str, Any]:
-        response = requests.get(self.url(f"/workflows/{execution_id}"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.api.status(execution_id)
 
     def wait_finished(self, execution_id: str, deadline_s: float = 60.0) -> dict[str, Any]:
         """Poll the status until the execution reaches a final status."""
@@ -452,9 +451,7 @@ class Stack:
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's history, oldest first."""
-        response = requests.get(self.url(f"/workflows/{execution_id}/events"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.api.events(execution_id)
 
 
 def start_stack(
