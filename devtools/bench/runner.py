@@ -19,9 +19,9 @@ import redis
 import requests
 
 from devtools.api_client import error_summary
-from devtools.bench import executions, procfs, shapes
+from devtools.bench import procfs, shapes
 from devtools.bench.baseline import RESULT_BACKEND_URL, Canvas
-from devtools.bench.executions import ShapeTimeout, epoch
+from devtools.bench.executions import ShapeTimeout, epoch, finished_executions, wait_none_running
 from devtools.bench.profile import PySpy
 from devtools.bench.shapes import Sizes
 from devtools.devstack import Stack, start_stack
@@ -78,8 +78,8 @@ class Bench:
         execution_id = self.submit(workflow)
         triggered_at = time.time()
         self.stack.api.trigger(execution_id)
-        executions.wait_none_running(self.stack, workflow["name"], deadline)
-        (row,) = executions.finished_executions(self.stack, workflow["name"])
+        wait_none_running(self.stack, workflow["name"], deadline)
+        (row,) = finished_executions(self.stack, workflow["name"])
         return execution_id, triggered_at, row
 
     def warm_up(self) -> None:
@@ -95,7 +95,7 @@ class Bench:
             with ThreadPoolExecutor(CLIENT_THREADS) as pool:
                 ids = list(pool.map(lambda _: self.submit(workflow), range(count)))
                 list(pool.map(lambda execution_id: self.stack.api.trigger(execution_id), ids))
-            executions.wait_none_running(self.stack, name, self.deadline(WARM_UP_DEADLINE_S))
+            wait_none_running(self.stack, name, self.deadline(WARM_UP_DEADLINE_S))
 
     def close(self) -> None:
         """Drop what the run left in Redis: the mirror hashes and the canvas results."""
@@ -189,10 +189,10 @@ def throughput(bench: Bench) -> ShapeResult:
         first_trigger = time.time()
         list(pool.map(lambda execution_id: stack.api.trigger(execution_id), ids))
         triggers_sent = time.time()
-    executions.wait_none_running(stack, name, deadline)
+    wait_none_running(stack, name, deadline)
     noticed = time.time()
     cpu = window.used()
-    rows = executions.finished_executions(stack, name)
+    rows = finished_executions(stack, name)
     wall_s = max(epoch(row["finished_at"]) for row in rows) - first_trigger
     window_s = noticed - first_trigger
     result.metrics = {
@@ -266,9 +266,9 @@ def cost(bench: Bench) -> ShapeResult:
         execution_id = bench.submit(workflow)
         cpu_before, triggered_at = procfs.cpu_seconds(scheduler), time.time()
         stack.api.trigger(execution_id)
-        executions.wait_none_running(stack, workflow["name"], deadline)
+        wait_none_running(stack, workflow["name"], deadline)
         cpu_s, noticed = procfs.cpu_seconds(scheduler) - cpu_before, time.time()
-        (row,) = executions.finished_executions(stack, workflow["name"])
+        (row,) = finished_executions(stack, workflow["name"])
         per_node.append(cpu_s / size)
         net_cpu_s = cpu_s - idle_cpu_per_s * (noticed - triggered_at)
         result.metrics[f"cpu_s_{size}"] = round(cpu_s, 3)

@@ -2,26 +2,15 @@
 refusals say what was refused and why, lists are read across every page."""
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from devtools.api_client import ApiClient, ApiError
-from devtools.devstack import TEST_REDIS_DB
-from workflows import mirror
 
 TOKEN = "a-token-for-the-client-tests"
 PAGE_SIZE = 50
-
-
-@pytest.fixture(autouse=True)
-def test_redis(settings: Any) -> Iterator[None]:
-    """Submissions write the Redis mirror: use the tests' Redis database, not the developer's."""
-    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
-    yield
-    mirror.client.cache_clear()
+pytestmark = pytest.mark.usefixtures("test_redis")  # submissions write the mirror
 
 
 def workflow(name: str) -> dict[str, Any]:
