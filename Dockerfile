@@ -1,5 +1,5 @@
 # The workflow engine's one image: the API (default CMD), the scheduler and the Celery workers all run it,
-# with a different command each (see docker-compose.yml).
+# each started by bin/start, the one command line per process (see docker-compose.yml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -35,4 +35,10 @@ USER app
 
 EXPOSE 8000
 
-CMD ["gunicorn", "workflowsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+# bin/start's defaults are for a developer's machine; in a container the API listens on every interface
+# with three single-threaded gunicorn processes.
+ENV API_BIND=0.0.0.0:8000 \
+    API_WORKERS=3 \
+    API_THREADS=1
+
+CMD ["bin/start", "api"]

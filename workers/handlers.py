@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from workers import ledger
 from workflows.conf import conf
 
 
@@ -43,8 +42,10 @@ class HandlerError(Exception):
 
 
 Handler = Callable[[NodeContext], Any]
+InvocationHook = Callable[[str, NodeContext], None]
 _HANDLERS: dict[str, Handler] = {}
 _NAMES: dict[str, str] = {}
+_INVOCATION_HOOKS: list[InvocationHook] = []
 
 
 def register(name: str, *aliases: str) -> Callable[[Handler], Handler]:
@@ -64,10 +65,17 @@ def handler_names() -> dict[str, str]:
     return dict(_NAMES)
 
 
+def add_invocation_hook(hook: InvocationHook) -> None:
+    """Call `hook(canonical name, context)` before every handler run: how development tools (the
+    invocation ledger) observe handlers without the engine importing them."""
+    _INVOCATION_HOOKS.append(hook)
+
+
 def run_handler(name: str, context: NodeContext) -> Any:
-    """Run the handler registered under `name` (canonical or alias), recorded in the ledger."""
+    """Run the handler registered under `name` (canonical or alias), after the invocation hooks."""
     canonical = _NAMES[name]
-    ledger.record(canonical, context.execution_id, context.node_id, context.attempt)
+    for hook in _INVOCATION_HOOKS:
+        hook(canonical, context)
     return _HANDLERS[canonical](context)
 
 

@@ -8,4 +8,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "workflowsite.settings")
 
 app = Celery("workflowsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"])
+
+
+def task_packages() -> list[str]:
+    """The packages whose `tasks` module workers register: the benchmark's (devtools) only where
+    the settings install that app, so production workers register no benchmark task."""
+    from django.conf import settings
+
+    return ["workers", *(["devtools"] if "devtools" in settings.INSTALLED_APPS else [])]
+
+
+app.autodiscover_tasks(task_packages)

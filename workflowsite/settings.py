@@ -4,6 +4,7 @@ Production (`DJANGO_ENV=production`) fails closed: no default secret, DEBUG off,
 and an API token for writes unless anonymous writes are allowed explicitly.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -61,6 +62,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "workflows",
 ]
+# Test stacks, soaks, benchmarks and the invocation ledger are development tools (docs/design.md):
+# never installed in production, and absent from the image (.dockerignore) whatever DJANGO_ENV says.
+if not PRODUCTION and importlib.util.find_spec("devtools") is not None:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from workflows.devstack import Stack, start_stack
+from devtools.devstack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from devtools.devstack import Stack, ignore_kafka_error, wait_until
 from workflows.conf import conf
-from workflows.devstack import Stack, ignore_kafka_error, wait_until
 
 PARTITIONS = 3  # start_stack creates the topics with three partitions
 KAFKA_TIMEOUT_S = 10.0

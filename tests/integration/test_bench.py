@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from workflows.bench.runner import SHAPES
-from workflows.devstack import ROOT
+from devtools.bench.runner import SHAPES
+from devtools.devstack import ROOT
 
 BENCH_DEADLINE_S = 420
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.devstack import TEST_REDIS_DB
 from workflows import mirror, selectors
-from workflows.devstack import TEST_REDIS_DB
 from workflows.models import Execution, NodeRun, WorkflowDefinition
 
 URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.devstack import ROOT, Stack
 from workflows import cli
-from workflows.devstack import ROOT, Stack
 
 EXAMPLES = sorted(path.relative_to(ROOT) for path in (ROOT / "examples").glob("*.json"))
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

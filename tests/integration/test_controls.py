@@ -4,7 +4,7 @@ from typing import Any
 
 import requests
 
-from workflows.devstack import Stack, wait_until
+from devtools.devstack import Stack, wait_until
 
 
 def node(node_id: str, handler: str, deps: list[str] | None = None, **extra: Any) -> dict[str, Any]:

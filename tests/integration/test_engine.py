@@ -5,7 +5,7 @@ from typing import Any
 
 import requests
 
-from workflows.devstack import Stack
+from devtools.devstack import Stack
 
 
 def node(node_id: str, handler: str, deps: list[str] | None = None, **config: Any) -> dict[str, Any]:

@@ -22,6 +22,8 @@ import requests
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from devtools.devstack import ROOT, Stack, wait_until
+from devtools.soak import completions, expected_outputs
 from tests.integration.kafka_topics import (
     KAFKA_TIMEOUT_S,
     PARTITIONS,
@@ -31,9 +33,7 @@ from tests.integration.kafka_topics import (
     topic,
     wait_consumed,
 )
-from workflows.devstack import ROOT, Stack, wait_until
 from workflows.events import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
-from workflows.soak import completions, expected_outputs
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POLL_S = 0.5

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from workflows.devstack import Stack
+from devtools.devstack import Stack
 from workflows.events import TASK_DISPATCH
 
 # A 200,000-character prompt: the mock LLM's output holds it twice (about 400 KB), under the

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from workflows.devstack import Stack, start_stack, wait_until
+from devtools.devstack import Stack, start_stack, wait_until
 from workflows.reconciler import WORKERS_KEY
 
 # One worker running two nodes at a time, every node a task of its own: the queue of a fan-out of

@@ -5,7 +5,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from workflows.devstack import Stack, wait_until
+from devtools.devstack import Stack, wait_until
 
 LAG_DEADLINE_S = 30.0
 PARTITIONS = 3  # start_stack creates the topics with three partitions

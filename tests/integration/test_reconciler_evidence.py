@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.devstack import PrivateRedis, free_port
 from workflows import services, task_queue
-from workflows.devstack import PrivateRedis, free_port
 from workflows.models import NodeRun, NodeStatus
 from workflows.reconciler import EPOCH_KEY, EVERY_EXECUTION, WORKERS_KEY, Reconciler
 

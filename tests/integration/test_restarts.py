@@ -6,7 +6,7 @@ broker transport's guard in workflowsite/broker.py); so each test restarts its s
 times, each at a random moment after nodes have started running, on the private stack of
 `fault_stack` with two workers. Afterwards every process must still be alive (the stack runs no
 supervisor, so a process that died stays dead), every execution must be COMPLETED, and the
-invocation ledger (workers/ledger.py) must show every node's handler invoked exactly once: no
+invocation ledger (devtools/ledger.py) must show every node's handler invoked exactly once: no
 worker is killed here, so no re-run is excused.
 
 Nodes keep the default timeout (300 s): a task that died with Redis is dispatched again on the
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from workers.ledger import beyond_at_least_once
-from workflows.devstack import Stack, wait_until
+from devtools.devstack import Stack, wait_until
+from devtools.ledger import beyond_at_least_once
 
 WORKERS = ("worker", "worker2")
 PROCESSES = ("api", "scheduler", *WORKERS)

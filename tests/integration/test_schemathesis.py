@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from workflows.devstack import Stack
+from devtools.devstack import Stack
 
 MAX_EXAMPLES = 30
 SUITE_DEADLINE_S = 180

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 import psycopg
 import requests
 
-from workflows.devstack import Stack
+from devtools.devstack import Stack
 
 EXECUTIONS = 16
 INPUT_NODES = 16

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
+from devtools.devstack import TEST_REDIS_DB
 from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
 from workflows.conf import conf
-from workflows.devstack import TEST_REDIS_DB
 from workflows.events import TASK_COMPLETE
 
 DEADLINE_S = 30.0

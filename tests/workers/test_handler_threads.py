@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from devtools.devstack import wait_until
 from workers import handler_threads
 from workers.handler_threads import Job, run_all
 from workers.handlers import NodeContext
 from workflows.conf import conf
-from workflows.devstack import wait_until
 
 
 def job(handler: str, timeout_s: float | None = 5, node_id: str = "n") -> Job:

@@ -4,10 +4,10 @@ import threading
 import time
 from typing import Any
 
+from devtools.devstack import TEST_REDIS_DB
 from workers import heartbeat
 from workflows import mirror, task_queue
 from workflows.conf import conf
-from workflows.devstack import TEST_REDIS_DB
 from workflows.reconciler import WORKERS_KEY
 
 

@@ -1,7 +1,6 @@
 """Tests for workflows.admin: the execution list's queries, the change page, the actions, permissions."""
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +14,9 @@ from django.utils import timezone
 from workflows import mirror, services
 from workflows.admin import ExecutionAdmin
 from workflows.dag_picture import STATUS_COLOURS
-from workflows.devstack import TEST_REDIS_DB
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun, WorkflowDefinition
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("test_redis")]  # the mirror: tests/conftest.py
 
 CHANGELIST = reverse("admin:workflows_execution_changelist")
 # session, user, the page's row count, the rows, the name filter's choices: whatever the page size.
@@ -35,15 +33,6 @@ DIAMOND = {
         ]
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def test_redis(settings: Any) -> Iterator[None]:
-    """The change page reads the Redis mirror: use the tests' Redis database, not the developer's."""
-    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
-    yield
-    mirror.client.cache_clear()
 
 
 def change_url(execution: Execution) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows.bench import report
-from workflows.bench.runner import SHAPES, run_bench
-from workflows.devstack import WORKER_CONCURRENCY, WORKER_POOL
+from devtools.bench import report
+from devtools.bench.runner import SHAPES, run_bench
+from devtools.devstack import WORKER_CONCURRENCY, WORKER_POOL
 
 
 class Command(BaseCommand):

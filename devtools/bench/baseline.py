@@ -15,8 +15,8 @@ from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 from celery.result import AsyncResult, GroupResult
 
-from workers.bench_tasks import BENCH_COUNT_TASK, BENCH_NOOP_TASK
-from workflows.devstack import Stack
+from devtools.devstack import Stack
+from devtools.tasks import BENCH_COUNT_TASK, BENCH_NOOP_TASK
 
 RESULT_BACKEND_URL = "redis://127.0.0.1:6379/14"
 DELETE_CHUNK = 1000

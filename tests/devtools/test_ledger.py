@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workers import ledger
+from devtools import ledger
 from workers.handlers import NodeContext, run_handler
 from workflows.conf import conf
 

@@ -1,5 +1,8 @@
 """The invocation ledger: one JSON line per handler invocation, for tests and the soak to count effects.
 
+Installed as a handler invocation hook by the devtools app (devtools/apps.py), so only
+development and test settings have it.
+
 Kafka events say what the scheduler saw; the ledger says what the handlers did, so a node run
 twice shows even when only one of its reports was applied. It is written only when
 WORKFLOW_INVOCATION_LEDGER names a file, so production pays nothing. Each line is one
@@ -16,6 +19,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
+from workers.handlers import NodeContext
 from workflows.conf import conf
 
 
@@ -32,13 +36,15 @@ class Invocation:
     at: float
 
 
-def record(handler: str, execution_id: str, node_id: str, attempt: int) -> None:
-    """Append the invocation to the ledger, when there is one."""
+def record(handler: str, context: NodeContext) -> None:
+    """Append the invocation to the ledger, when there is one (an invocation hook of the registry)."""
     path = conf().invocation_ledger_path
     if not path:
         return
     host = socket.gethostname()
-    entry = Invocation(execution_id, node_id, attempt, handler, os.getpid(), host, time.time())
+    entry = Invocation(
+        context.execution_id, context.node_id, context.attempt, handler, os.getpid(), host, time.time()
+    )
     os.write(_descriptor(path), (json.dumps(asdict(entry)) + "\n").encode())
 
 

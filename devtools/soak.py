@@ -6,7 +6,7 @@ that amplifies a large output past the resolved-config limit, failing only its e
 worker is SIGKILLed, the scheduler is SIGKILLed and restarted, Redis is restarted empty, Kafka is
 restarted and malformed task.complete messages are published, in turn. Afterwards every execution
 is checked against what it was designed to do (some are designed to fail), its event history is
-searched for nodes that completed more than once, and the invocation ledger (workers/ledger.py)
+searched for nodes that completed more than once, and the invocation ledger (devtools/ledger.py)
 for handler invocations beyond at-least-once: a node's handler run again when no earlier run of it
 was on a worker the soak killed or failed and was retried. `manage.py soak` prints the tally;
 lost, duplicated, beyond at-least-once and scheduler crashes must be zero.
@@ -28,10 +28,10 @@ import requests
 from confluent_kafka import Producer
 from django.conf import settings
 
+from devtools.devstack import Stack, ignore_kafka_error, start_stack, wait_until
+from devtools.ledger import beyond_at_least_once
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
-from workers.ledger import beyond_at_least_once
 from workflows.dag import WorkflowSpec, parse_workflow
-from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from workflows.events import TASK_COMPLETE
 from workflows.templates import resolve
 
@@ -45,7 +45,6 @@ MAX_LATENCY_S = 1.0
 FAILING_SHARE = 0.1
 FLAKY_SHARE = 0.1
 FLAKY_RETRY = {"max_attempts": 3, "backoff_seconds": 0.2, "jitter": False}
-REQUEST_TIMEOUT_S = 30.0
 SUBMIT_RETRY_S = 0.5
 SUBMIT_ATTEMPTS = 20
 POLL_INTERVAL_S = 1.0
@@ -402,9 +401,7 @@ class Soak:
         """Submit and trigger in one call; a refused or failed call is a submit error."""
         for _ in range(SUBMIT_ATTEMPTS):
             try:
-                response = requests.post(
-                    self.stack.url("/workflows?trigger=true"), json=workflow, timeout=REQUEST_TIMEOUT_S
-                )
+                response = self.stack.api.post_workflow(workflow, trigger=True)
             except requests.ConnectionError as exc:
                 error = str(exc)
             else:
@@ -418,9 +415,7 @@ class Soak:
     def submit_poison(self, workflow: dict[str, Any]) -> None:
         """Submit and trigger a poison workflow, which the API must refuse."""
         try:
-            response = requests.post(
-                self.stack.url("/workflows?trigger=true"), json=workflow, timeout=REQUEST_TIMEOUT_S
-            )
+            response = self.stack.api.post_workflow(workflow, trigger=True)
         except requests.ConnectionError as exc:
             self.tally.submit_errors.append(f"poison workflow: {exc}")
             return
@@ -534,24 +529,11 @@ class Soak:
 
     def running_executions(self) -> list[str]:
         """Executions of this soak that the database says are running (newest first, one page)."""
-        response = requests.get(
-            self.stack.url("/workflows"),
-            params={"name": self.name, "status": "running"},
-            timeout=REQUEST_TIMEOUT_S,
-        )
+        response = self.stack.api.get("/workflows", params={"name": self.name, "status": "running"})
         return [row["execution_id"] for row in response.json()["results"]] if response.ok else []
 
     def unfinished(self) -> int:
-        counts = []
-        for status in ("pending", "running"):
-            response = requests.get(
-                self.stack.url("/workflows"),
-                params={"name": self.name, "status": status},
-                timeout=REQUEST_TIMEOUT_S,
-            )
-            response.raise_for_status()
-            counts.append(response.json()["count"])
-        return sum(counts)
+        return sum(self.stack.api.count(name=self.name, status=status) for status in ("pending", "running"))
 
     def wait_finished(self) -> None:
         try:
@@ -582,9 +564,7 @@ class Soak:
             kinds = Counter(event["kind"] for event in events)
             self.tally.nodes_lost_and_rerun += kinds["node_lost"]
             self.tally.retries += kinds["node_retry"]
-            results = requests.get(
-                self.stack.url(f"/workflows/{plan.execution_id}/results"), timeout=REQUEST_TIMEOUT_S
-            ).json()
+            results = self.stack.api.get(f"/workflows/{plan.execution_id}/results").json()
             problems = outcome_problems(plan, state, results)
             if problems:
                 self.tally.wrong.append(f"{plan.execution_id}: {'; '.join(problems)}")

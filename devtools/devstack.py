@@ -14,12 +14,14 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,7 +31,8 @@ import requests
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from workers import ledger
+from devtools import ledger
+from devtools.api_client import ApiClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,6 +44,8 @@ CORE_PROCESSES = ("api", "scheduler", "worker")
 START_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 10.0
 KAFKA_LIBS = ROOT / ".services" / "kafka" / "libs"
+KAFKA_PROPERTIES = ROOT / "services" / "kafka" / "server.properties"  # shared with bin/services
+START = str(ROOT / "bin" / "start")  # each process's one command line
 KAFKA_HEAP = "-Xmx384m"
 KAFKA_START_DEADLINE_S = 90.0
 KAFKA_STOP_DEADLINE_S = 30.0
@@ -234,30 +239,13 @@ class PrivateKafka(PrivateService):
         return self.directory / "data"
 
     def properties(self) -> str:
-        """The same single-node configuration as bin/services writes, on this broker's ports."""
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={self.data_dir}",
-                "num.partitions=3",
-                "default.replication.factor=1",
-                "auto.create.topics.enable=true",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "group.coordinator.append.linger.ms=0",
-                "",
-            ]
+        """The configuration bin/services writes (services/kafka/server.properties), on this
+        broker's ports and directory."""
+        return string.Template(KAFKA_PROPERTIES.read_text()).substitute(
+            KAFKA_PORT=self.port,
+            KAFKA_CONTROLLER_PORT=self.controller_port,
+            KAFKA_LOG_DIRS=self.data_dir,
+            KAFKA_PARTITIONS=3,
         )
 
     def prepare(self) -> None:
@@ -355,43 +343,28 @@ class Stack:
             **kwargs,
         )
 
-    def commands(self, name: str = "worker") -> dict[str, list[str]]:
-        """The command lines; `name` is the process they are for (it names a worker's Celery node)."""
+    def commands(self) -> dict[str, list[str]]:
+        """The command lines: bin/start's, as every deployment runs them (`process_env` adapts them)."""
         return {
-            "api": [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "workflowsite.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-            ],
-            "scheduler": [PYTHON, "manage.py", "run_scheduler"],
-            "worker": [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "workflowsite",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                self.worker_pool,
-                "--concurrency",
-                str(self.worker_concurrency),
-                "-Q",
-                self.env["CELERY_QUEUE"],
-                "--hostname",
-                self.worker_hostname(name),
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            "api": [START, "api"],
+            "scheduler": [START, "scheduler"],
+            "worker": [START, "worker", "--without-gossip", "--without-mingle"],
         }
+
+    def process_env(self, name: str, process: str) -> dict[str, str]:
+        """What bin/start reads for `process` run as `name`: this interpreter, the stack's port,
+        one gunicorn process, the worker's pool, concurrency and Celery node name."""
+        env = {**self.env, "PYTHON": PYTHON}
+        if process == "api":
+            env.update(API_BIND=f"127.0.0.1:{self.port}", API_WORKERS="1", API_THREADS="8")
+        if process == "worker":
+            env.update(
+                WORKER_POOL=self.worker_pool,
+                WORKER_CONCURRENCY=str(self.worker_concurrency),
+                WORKER_HOSTNAME=self.worker_hostname(name),
+                **self.worker_env,
+            )
+        return env
 
     def worker_hostname(self, name: str) -> str:
         """The Celery node name of worker process `name`: what its nodes show as their `worker`."""
@@ -402,9 +375,9 @@ class Stack:
     ) -> None:
         """Start a process; `command_of` lets a second scheduler or worker reuse a command,
         `extra_env` sets variables for this process only."""
-        command = self.commands(name)[command_of or name]
-        env = {**self.env, **self.worker_env} if (command_of or name) == "worker" else self.env
-        self.processes[name] = launch(command, self.workdir / f"{name}.log", {**env, **(extra_env or {})})
+        process = command_of or name
+        env = {**self.process_env(name, process), **(extra_env or {})}
+        self.processes[name] = launch(self.commands()[process], self.workdir / f"{name}.log", env)
         self.process_names[self.processes[name].pid] = name
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
@@ -416,7 +389,7 @@ class Stack:
         return self.workdir / LEDGER_FILE
 
     def invocations(self) -> list[ledger.Invocation]:
-        """Every handler invocation of the stack's workers so far (workers/ledger.py); the pid
+        """Every handler invocation of the stack's workers so far (devtools/ledger.py); the pid
         names its process through `process_names`."""
         return ledger.read(self.ledger_path)
 
@@ -453,22 +426,19 @@ class Stack:
         for cleanup in reversed(self.cleanups):
             cleanup()
 
+    @cached_property
+    def api(self) -> ApiClient:
+        """The stack's API, with its token for writes when it wants one."""
+        return ApiClient(self.url(""), self.env.get("WORKFLOWS_API_TOKEN", ""))
+
     def health(self) -> requests.Response:
-        return requests.get(self.url("/health"), timeout=10)
+        return self.api.health()
 
     def submit(self, workflow: dict[str, Any], *, trigger: bool = False) -> str:
-        response = requests.post(self.url("/workflows"), json=workflow, timeout=30)
-        assert response.status_code == 201, response.text
-        execution_id = response.json()["execution_id"]
-        if trigger:
-            triggered = requests.post(self.url(f"/workflows/{execution_id}/trigger"), timeout=30)
-            assert triggered.status_code == 200, triggered.text
-        return execution_id
+        return self.api.submit(workflow, trigger=trigger)
 
     def status(self, execution_id: str) -> dict[str, Any]:
-        response = requests.get(self.url(f"/workflows/{execution_id}"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.api.status(execution_id)
 
     def wait_finished(self, execution_id: str, deadline_s: float = 60.0) -> dict[str, Any]:
         """Poll the status until the execution reaches a final status."""
@@ -481,9 +451,7 @@ class Stack:
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's history, oldest first."""
-        response = requests.get(self.url(f"/workflows/{execution_id}/events"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.api.events(execution_id)
 
 
 def start_stack(

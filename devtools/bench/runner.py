@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 
+from devtools.api_client import error_summary
+from devtools.bench import procfs, shapes
+from devtools.bench.baseline import RESULT_BACKEND_URL, Canvas
+from devtools.bench.executions import ShapeTimeout, epoch, finished_executions, wait_none_running
+from devtools.bench.profile import PySpy
+from devtools.bench.shapes import Sizes
+from devtools.devstack import Stack, start_stack
 from workers.handlers import handler_names
-from workflows.bench import api, procfs, shapes
-from workflows.bench.api import ShapeTimeout, epoch
-from workflows.bench.baseline import RESULT_BACKEND_URL, Canvas
-from workflows.bench.profile import PySpy
-from workflows.bench.shapes import Sizes
 from workflows.dag import parse_workflow
-from workflows.devstack import Stack, start_stack
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
 PROFILED_PROCESSES = ("scheduler", "worker", "api")
@@ -67,7 +69,7 @@ class Bench:
         return self.stack.processes[process].pid
 
     def submit(self, workflow: dict[str, Any]) -> str:
-        execution_id = api.submit(self.stack, workflow)
+        execution_id = self.stack.api.submit(workflow)
         self.execution_ids.append(execution_id)
         return execution_id
 
@@ -75,9 +77,9 @@ class Bench:
         """Submit, then trigger and wait: the id, the trigger time (epoch s) and the finished row."""
         execution_id = self.submit(workflow)
         triggered_at = time.time()
-        api.trigger(self.stack, execution_id)
-        api.wait_none_running(self.stack, workflow["name"], deadline)
-        (row,) = api.finished_executions(self.stack, workflow["name"])
+        self.stack.api.trigger(execution_id)
+        wait_none_running(self.stack, workflow["name"], deadline)
+        (row,) = finished_executions(self.stack, workflow["name"])
         return execution_id, triggered_at, row
 
     def warm_up(self) -> None:
@@ -92,8 +94,8 @@ class Bench:
             workflow = shapes.layered(self.sizes.throughput_layers, self.sizes.throughput_width, name)
             with ThreadPoolExecutor(CLIENT_THREADS) as pool:
                 ids = list(pool.map(lambda _: self.submit(workflow), range(count)))
-                list(pool.map(lambda execution_id: api.trigger(self.stack, execution_id), ids))
-            api.wait_none_running(self.stack, name, self.deadline(WARM_UP_DEADLINE_S))
+                list(pool.map(lambda execution_id: self.stack.api.trigger(execution_id), ids))
+            wait_none_running(self.stack, name, self.deadline(WARM_UP_DEADLINE_S))
 
     def close(self) -> None:
         """Drop what the run left in Redis: the mirror hashes and the canvas results."""
@@ -140,7 +142,7 @@ def hop_latency(bench: Bench) -> ShapeResult:
     execution_id, triggered_at, row = bench.run_one(
         shapes.chain(length, bench.name("chain")), bench.deadline()
     )
-    nodes = api.node_details(bench.stack, execution_id)
+    nodes = bench.stack.status(execution_id)["nodes"]
     gaps: dict[str, list[float]] = {"hop": [], "ready_to_queued": [], "queued_to_started": []}
     for i in range(1, length):
         parent, child = nodes[f"n{i - 1}"], nodes[f"n{i}"]
@@ -185,12 +187,12 @@ def throughput(bench: Bench) -> ShapeResult:
         window = procfs.CpuWindow({process: bench.pid(process) for process in ("scheduler", "worker", "api")})
         window.start()
         first_trigger = time.time()
-        list(pool.map(lambda execution_id: api.trigger(stack, execution_id), ids))
+        list(pool.map(lambda execution_id: stack.api.trigger(execution_id), ids))
         triggers_sent = time.time()
-    api.wait_none_running(stack, name, deadline)
+    wait_none_running(stack, name, deadline)
     noticed = time.time()
     cpu = window.used()
-    rows = api.finished_executions(stack, name)
+    rows = finished_executions(stack, name)
     wall_s = max(epoch(row["finished_at"]) for row in rows) - first_trigger
     window_s = noticed - first_trigger
     result.metrics = {
@@ -233,15 +235,15 @@ def timed_post(bench: Bench, body: bytes, deadline: float, size: int, result: Sh
     """Milliseconds of one POST /workflows, or None (with a note) when it was refused or timed out."""
     started = time.perf_counter()
     try:
-        response = api.post_workflow(bench.stack, body, timeout_s=max(1.0, deadline - time.monotonic()))
-    except api.requests.Timeout:
+        response = bench.stack.api.post_workflow(body, timeout_s=max(1.0, deadline - time.monotonic()))
+    except requests.Timeout:
         result.notes.append(f"POST of {size:,} nodes timed out")
         return None
     elapsed = time.perf_counter() - started
     if response.status_code != 201:
         result.notes.append(
             f"POST of {size:,} nodes refused after {ms(elapsed):.0f} ms: "
-            f"HTTP {response.status_code} {api.error_summary(response)}"
+            f"HTTP {response.status_code} {error_summary(response)}"
         )
         return None
     bench.execution_ids.append(response.json()["execution_id"])
@@ -263,10 +265,10 @@ def cost(bench: Bench) -> ShapeResult:
         workflow = shapes.layered_of_size(size, sizes.cost_width, bench.name(f"cost-{size}"))
         execution_id = bench.submit(workflow)
         cpu_before, triggered_at = procfs.cpu_seconds(scheduler), time.time()
-        api.trigger(stack, execution_id)
-        api.wait_none_running(stack, workflow["name"], deadline)
+        stack.api.trigger(execution_id)
+        wait_none_running(stack, workflow["name"], deadline)
         cpu_s, noticed = procfs.cpu_seconds(scheduler) - cpu_before, time.time()
-        (row,) = api.finished_executions(stack, workflow["name"])
+        (row,) = finished_executions(stack, workflow["name"])
         per_node.append(cpu_s / size)
         net_cpu_s = cpu_s - idle_cpu_per_s * (noticed - triggered_at)
         result.metrics[f"cpu_s_{size}"] = round(cpu_s, 3)

@@ -1,4 +1,4 @@
-"""No-op Celery tasks for the benchmark's bare-canvas baseline (`python manage.py bench`)."""
+"""No-op Celery tasks for the benchmark's bare-canvas baseline (`manage.py bench`); development only."""
 
 from functools import cache
 
@@ -6,8 +6,8 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-BENCH_NOOP_TASK = "workers.bench_noop"
-BENCH_COUNT_TASK = "workers.bench_count"
+BENCH_NOOP_TASK = "devtools.bench_noop"
+BENCH_COUNT_TASK = "devtools.bench_count"
 
 
 @shared_task(name=BENCH_NOOP_TASK, ignore_result=False)

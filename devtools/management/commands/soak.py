@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows.soak import FAULTS, SoakConfig, run_soak
+from devtools.soak import FAULTS, SoakConfig, run_soak
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Development tools: test stacks, soaks, benchmarks, the invocation ledger; never installed in production."""
