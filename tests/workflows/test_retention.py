@@ -1,9 +1,8 @@
 """The retention purge: what is old and finished, durations, batches, the command and beat's entry."""
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,43 +14,17 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from workflows import mirror, retention
-from workflows.devstack import TEST_REDIS_DB
 from workflows.models import (
     Execution,
     ExecutionEvent,
     NodeRun,
     OutboxMessage,
-    WorkflowDefinition,
 )
 from workflows.tasks import PURGE_TASK
 
 NOW = timezone.now()
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def test_redis(settings: Any) -> Iterator[None]:
-    """The purge deletes mirrors: use the tests' Redis database, not the developer's."""
-    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
-    yield
-    mirror.client.cache_clear()
-
-
-def execution(status: str, finished_days_ago: float | None, *, created_days_ago: float = 60) -> Execution:
-    """An execution of one node with one event and one outbox message, finished that long ago."""
-    definition, _ = WorkflowDefinition.objects.get_or_create(
-        digest="r" * 64, defaults={"name": "Old", "spec": {}, "node_count": 1}
-    )
-    finished = None if finished_days_ago is None else NOW - finished_days_ago * DAY
-    made = Execution.objects.create(
-        definition=definition, name="old", status=status, total_nodes=1, finished_at=finished
-    )
-    Execution.objects.filter(pk=made.pk).update(created_at=NOW - created_days_ago * DAY)
-    NodeRun.objects.create(execution=made, node_id="a", handler="input", pending_deps=0, position=0)
-    ExecutionEvent.objects.create(execution=made, kind="created")
-    OutboxMessage.objects.create(topic="workflow.start", key=str(made.pk), payload={})
-    return made
+MakeExecution = Callable[..., Execution]  # tests/workflows/conftest.py
 
 
 @pytest.mark.parametrize(
@@ -73,22 +46,20 @@ def test_a_bad_duration_is_refused_naming_it(text: str) -> None:
         retention.parse_duration(text)
 
 
-@pytest.mark.django_db
-def test_only_executions_finished_before_the_cutoff_are_selected() -> None:
-    old = [execution(status, 31) for status in ("COMPLETED", "FAILED", "CANCELLED")]
-    execution("COMPLETED", 29)  # recent
-    execution("RUNNING", None)  # created 60 days ago, still running
-    execution("PENDING", None)  # created 60 days ago, never triggered
+def test_only_executions_finished_before_the_cutoff_are_selected(make_execution: MakeExecution) -> None:
+    old = [make_execution(status, 31) for status in ("COMPLETED", "FAILED", "CANCELLED")]
+    make_execution("COMPLETED", 29)  # recent
+    make_execution("RUNNING", None)  # created 60 days ago, still running
+    make_execution("PENDING", None)  # created 60 days ago, never triggered
 
     selected = retention.expired(before=NOW - 30 * DAY)
 
     assert set(selected) == set(old)
 
 
-@pytest.mark.django_db
-def test_the_selection_narrows_to_the_statuses_asked_for() -> None:
-    failed = execution("FAILED", 31)
-    execution("COMPLETED", 31)
+def test_the_selection_narrows_to_the_statuses_asked_for(make_execution: MakeExecution) -> None:
+    failed = make_execution("FAILED", 31)
+    make_execution("COMPLETED", 31)
 
     assert list(retention.expired(before=NOW, statuses={"FAILED"})) == [failed]
 
@@ -99,11 +70,13 @@ def test_asking_for_an_unfinished_status_is_refused(statuses: set[str]) -> None:
         retention.expired(before=NOW, statuses=statuses)
 
 
-@pytest.mark.django_db
-def test_a_purge_deletes_old_executions_with_their_rows_and_mirrors(test_redis: None) -> None:
-    old, kept, running = execution("COMPLETED", 31), execution("FAILED", 1), execution("RUNNING", None)
-    for each in (old, kept, running):
-        mirror.publish([(each, [])])
+@pytest.mark.usefixtures("test_redis")
+def test_a_purge_deletes_old_executions_with_their_rows_and_mirrors(make_execution: MakeExecution) -> None:
+    old, kept = make_execution("COMPLETED", 31), make_execution("FAILED", 0.5)
+    running = make_execution("RUNNING", None)
+    mirror.publish([(kept, []), (running, [])])
+    # a mirror that outlived its execution's finish (a worker's claim, a longer TTL set before)
+    mirror.client().hset(mirror.key(old.pk), mirror.SUMMARY_FIELD, "{}")
 
     purged = retention.purge(older_than=30 * DAY, now=NOW)
 
@@ -117,10 +90,10 @@ def test_a_purge_deletes_old_executions_with_their_rows_and_mirrors(test_redis: 
     mirror.client().delete(mirror.key(kept.pk), mirror.key(running.pk))
 
 
-@pytest.mark.django_db
-def test_a_purge_deletes_in_batches_of_primary_keys(test_redis: None) -> None:
+@pytest.mark.usefixtures("test_redis")
+def test_a_purge_deletes_in_batches_of_primary_keys(make_execution: MakeExecution) -> None:
     for _ in range(5):
-        execution("COMPLETED", 40)
+        make_execution("COMPLETED", 40)
 
     with CaptureQueriesContext(connection) as queries:
         purged = retention.purge(older_than=30 * DAY, batch_size=2, now=NOW)
@@ -131,10 +104,9 @@ def test_a_purge_deletes_in_batches_of_primary_keys(test_redis: None) -> None:
     assert all(" IN (" in sql for sql in deletes)
 
 
-@pytest.mark.django_db
-def test_a_dry_run_counts_and_deletes_nothing() -> None:
-    execution("CANCELLED", 31)
-    execution("COMPLETED", 31)
+def test_a_dry_run_counts_and_deletes_nothing(make_execution: MakeExecution) -> None:
+    make_execution("CANCELLED", 31)
+    make_execution("COMPLETED", 31)
 
     purged = retention.purge(older_than=30 * DAY, dry_run=True, batch_size=1, now=NOW)
 
@@ -142,9 +114,9 @@ def test_a_dry_run_counts_and_deletes_nothing() -> None:
     assert Execution.objects.count() == 2 and NodeRun.objects.count() == 2
 
 
-@pytest.mark.django_db
-def test_the_command_purges_what_it_is_told_and_says_what(test_redis: None) -> None:
-    failed, completed = execution("FAILED", 2), execution("COMPLETED", 2)
+@pytest.mark.usefixtures("test_redis")
+def test_the_command_purges_what_it_is_told_and_says_what(make_execution: MakeExecution) -> None:
+    failed, completed = make_execution("FAILED", 2), make_execution("COMPLETED", 2)
     out = StringIO()
 
     call_command("purge_executions", "--older-than", "36h", "--status", "failed", "--dry-run", stdout=out)
@@ -170,10 +142,10 @@ def test_the_command_refuses_bad_arguments_naming_them(args: list[str], message:
         call_command("purge_executions", *args)
 
 
-@pytest.mark.django_db
-def test_the_command_defaults_to_the_retention_setting(test_redis: None) -> None:
-    execution("COMPLETED", 31)
-    execution("COMPLETED", 8)
+@pytest.mark.usefixtures("test_redis")
+def test_the_command_defaults_to_the_retention_setting(make_execution: MakeExecution) -> None:
+    make_execution("COMPLETED", 31)
+    make_execution("COMPLETED", 8)
     out = StringIO()
 
     call_command("purge_executions", "--dry-run", stdout=out)
