@@ -32,7 +32,7 @@ OFFICIAL_IMAGES = {
     "postgres": "postgres",
 }
 HEALTHCHECKED = ("kafka", "redis", "postgres", "api")
-PROJECT_SERVICES = {"migrate", "api", "scheduler", "worker"}
+PROJECT_SERVICES = {"migrate", "api", "scheduler", "worker", "beat"}
 
 
 @cache
@@ -181,6 +181,14 @@ def test_images_are_the_official_ones() -> None:
 def test_worker_runs_three_replicas() -> None:
     replicas = services()["worker"].get("deploy", {}).get("replicas")
     assert replicas == 3, f"worker has {replicas!r} replicas, expected 3"
+
+
+def test_one_celery_beat_runs_the_project_app() -> None:
+    beat = services()["beat"]
+    words = argv(beat)
+    assert words[:1] == ["celery"] and "beat" in words, f"the beat service does not run celery beat: {words}"
+    assert option_value(words, "-A") == "workflowsite", f"celery beat runs another app: {words}"
+    assert beat.get("deploy", {}).get("replicas", 1) == 1, "two beats send every task twice"
 
 
 def test_project_services_share_one_environment() -> None:
