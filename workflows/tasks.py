@@ -14,7 +14,10 @@ logger = logging.getLogger(__name__)
 PURGE_TASK = "workflows.purge_expired_executions"
 
 
-@shared_task(name=PURGE_TASK)
+# Acknowledged on receipt, unlike node tasks: a long first purge would outlast the broker's
+# visibility timeout and be delivered again to more workers; a purge cut short by a dead worker
+# is simply finished by the next hourly run.
+@shared_task(name=PURGE_TASK, acks_late=False)
 def purge_expired_executions() -> dict[str, int]:
     """Delete the executions finished more than WORKFLOW_RETENTION_DAYS ago."""
     purged = retention.purge(older_than=timedelta(days=conf().retention_days))
