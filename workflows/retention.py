@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # Executions per transaction: each batch locks its own rows only, for a few milliseconds, so the
 # scheduler's transactions (on other executions) never wait behind a purge.
 PURGE_BATCH_SIZE = 500
+# and at most this many nodes, unless one execution alone has more: large DAGs get fewer per batch.
+PURGE_BATCH_NODES = 50_000
 DURATION_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 DURATION = re.compile(r"(\d+)\s*([dhms])")
 
@@ -81,11 +83,23 @@ def purge(
     total, after = Purged(), None
     while True:
         page = selected if after is None else selected.filter(pk__gt=after)
-        ids = list(page.values_list("pk", flat=True)[:batch_size])
+        ids = within_nodes(list(page.values_list("pk", "total_nodes")[:batch_size]), PURGE_BATCH_NODES)
         if not ids:
             return total
         after = ids[-1]
         total += count_batch(ids) if dry_run else delete_batch(selected, ids)
+
+
+def within_nodes(rows: list[tuple[uuid.UUID, int]], most_nodes: int) -> list[uuid.UUID]:
+    """The leading executions of (id, node count) rows whose nodes add up to at most
+    `most_nodes`; the first one always, however large."""
+    ids, nodes = [], 0
+    for pk, count in rows:
+        nodes += count
+        if ids and nodes > most_nodes:
+            break
+        ids.append(pk)
+    return ids
 
 
 def count_batch(ids: list[uuid.UUID]) -> Purged:

@@ -90,6 +90,18 @@ def test_a_purge_deletes_old_executions_with_their_rows_and_mirrors(make_executi
     mirror.client().delete(mirror.key(kept.pk), mirror.key(running.pk))
 
 
+@pytest.mark.parametrize(
+    ("counts", "taken"),
+    [([10, 20, 30], 3), ([30, 30, 1], 2), ([60, 1], 1), ([60], 1), ([], 0), ([20, 41], 1)],
+)
+def test_a_batch_takes_executions_up_to_its_node_budget_and_at_least_one(
+    counts: list[int], taken: int
+) -> None:
+    rows = [(index, count) for index, count in enumerate(counts)]
+
+    assert retention.within_nodes(rows, 60) == list(range(taken))
+
+
 @pytest.mark.usefixtures("test_redis")
 def test_a_purge_deletes_in_batches_of_primary_keys(make_execution: MakeExecution) -> None:
     for _ in range(5):
