@@ -31,8 +31,8 @@ OFFICIAL_IMAGES = {
     "postgres": "postgres",
 }
 HEALTHCHECKED = ("kafka", "redis", "postgres", "api")
-PROJECT_SERVICES = {"kafka-init", "migrate", "api", "scheduler", "worker"}
-PROCESSES = ("api", "scheduler", "worker")
+PROJECT_SERVICES = {"kafka-init", "migrate", "api", "scheduler", "worker", "beat"}
+PROCESSES = ("api", "scheduler", "worker", "beat")
 START = ROOT / "bin" / "start"
 KAFKA_PROPERTIES = ROOT / "services" / "kafka" / "server.properties"
 # Properties compose sets differently from the local broker, and why: its listeners have the
@@ -195,6 +195,13 @@ def test_worker_runs_three_replicas() -> None:
     assert replicas == 3, f"worker has {replicas!r} replicas, expected 3"
 
 
+def test_one_celery_beat_runs_the_project_app() -> None:
+    beat = services()["beat"]
+    words = started("beat")
+    assert words[:5] == ["-m", "celery", "-A", "workflowsite", "beat"], f"bin/start beat runs {words}"
+    assert beat.get("deploy", {}).get("replicas", 1) == 1, "two beats send every task twice"
+
+
 def test_project_services_share_one_environment() -> None:
     built = sorted(project_services())
     assert set(built) == PROJECT_SERVICES, (
@@ -305,8 +312,9 @@ def test_bin_start_runs_each_process_with_its_environment_and_extra_arguments() 
     assert worker[:5] == ["-m", "celery", "-A", "workflowsite", "worker"], worker
     assert (option_value(worker, "-Q"), option_value(worker, "--hostname")) == ("q1", "worker.2@%h")
     assert worker[-1] == "--without-gossip", worker
-    unknown = subprocess.run([START, "beat"], capture_output=True, text=True, timeout=30)
-    assert unknown.returncode == 2 and "api|scheduler|worker" in unknown.stderr, unknown
+    assert started("beat")[:5] == ["-m", "celery", "-A", "workflowsite", "beat"]
+    unknown = subprocess.run([START, "flower"], capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 2 and "api|scheduler|worker|beat" in unknown.stderr, unknown
 
 
 def test_celery_worker_uses_the_project_app_and_queue() -> None:

@@ -40,6 +40,8 @@ class EngineConf:
     max_abandoned_handlers: int
     worker_heartbeat_seconds: float
     worker_dead_after_seconds: float
+    retention_days: int
+    mirror_ttl_seconds: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -79,6 +81,8 @@ def conf() -> EngineConf:
         max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
         worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
+        retention_days=at_least_one("RETENTION_DAYS", raw["RETENTION_DAYS"]),
+        mirror_ttl_seconds=at_least_one("MIRROR_TTL_SECONDS", raw["MIRROR_TTL_SECONDS"]),
     )
     check_size_limits(engine)
     check_liveness(engine)

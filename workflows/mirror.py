@@ -9,18 +9,22 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.utils import timezone
 from redis import RedisError
 from redis.exceptions import NoScriptError
 
-from workflows.models import Execution, NodeRun
+from workflows.conf import conf
+from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun
 
 logger = logging.getLogger(__name__)
+# A running execution's mirror lives this long after its last change; a finished one's until
+# WORKFLOW_MIRROR_TTL_SECONDS after it finished (expires_at).
 MIRROR_TTL_S = 7 * 24 * 3600
 SUMMARY_FIELD = "execution"
 NODE_PREFIX = "n:"
@@ -116,7 +120,26 @@ def write(pipe: redis.client.Pipeline, execution: Execution, nodes: Iterable[Nod
     mapping = {SUMMARY_FIELD: json.dumps(execution_summary(execution))}
     mapping.update({NODE_PREFIX + node.node_id: json.dumps(node_detail(node)) for node in nodes})
     pipe.hset(key(execution.pk), mapping=mapping)
-    pipe.expire(key(execution.pk), MIRROR_TTL_S)
+    expire(pipe, execution.pk, expires_at(execution))
+
+
+def expires_at(execution: Execution) -> datetime | None:
+    """When a finished execution leaves the mirror; None while it runs. Fixed by the finish, so no
+    read or write keeps an old execution in Redis."""
+    if execution.status not in TERMINAL_EXECUTION_STATUSES:
+        return None
+    return (execution.finished_at or timezone.now()) + timedelta(seconds=conf().mirror_ttl_seconds)
+
+
+def expire(
+    pipe: redis.client.Pipeline, execution_id: object, at: datetime | None, *, keep: bool = False
+) -> None:
+    """Queue the expiry: at `at` for a finished execution, else a running one's TTL from now;
+    `keep` leaves an expiry already set."""
+    if at is None:
+        pipe.expire(key(execution_id), MIRROR_TTL_S, nx=keep)
+    else:
+        pipe.expireat(key(execution_id), at, nx=keep)
 
 
 def write_changes(
@@ -136,12 +159,17 @@ def publish(changes: Changes) -> None:
 
 def fill_missing(execution: Execution, nodes: Iterable[NodeState]) -> None:
     """Rebuild a missing or partial mirror from the database without overwriting what is there:
-    a field the scheduler wrote meanwhile is newer than this read of the database."""
+    a field the scheduler wrote meanwhile is newer than this read of the database. Nor is its
+    expiry: a hash that has one keeps it (NX), so a read never extends a mirror. A finished
+    execution past its expiry is not mirrored again: the database serves its reads."""
+    finish_expiry = expires_at(execution)
+    if finish_expiry is not None and finish_expiry <= timezone.now():
+        return
     pipe = client().pipeline(transaction=False)
     pipe.hsetnx(key(execution.pk), SUMMARY_FIELD, json.dumps(execution_summary(execution)))
     for node in nodes:
         pipe.hsetnx(key(execution.pk), NODE_PREFIX + node.node_id, json.dumps(node_detail(node)))
-    pipe.expire(key(execution.pk), MIRROR_TTL_S)
+    expire(pipe, execution.pk, finish_expiry, keep=True)
     pipe.execute()
 
 

@@ -76,6 +76,8 @@ class Execution(models.Model):
             models.Index(fields=["-created_at"], name="execution_created_idx"),
             models.Index(fields=["status", "-created_at"], name="execution_status_idx"),
             models.Index(fields=["name", "-created_at"], name="execution_name_idx"),
+            # the retention purge's selection (workflows/retention.py)
+            models.Index(fields=["status", "finished_at"], name="execution_finished_idx"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ def task_packages() -> list[str]:
     the settings install that app, so production workers register no benchmark task."""
     from django.conf import settings
 
-    return ["workers", *(["devtools"] if "devtools" in settings.INSTALLED_APPS else [])]
+    return ["workers", "workflows", *(["devtools"] if "devtools" in settings.INSTALLED_APPS else [])]
 
 
 app.autodiscover_tasks(task_packages)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_celery_beat",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "workflows",
@@ -195,6 +196,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # kombu's Redis transport guarded so that a worker survives a Redis restart (workflowsite/broker.py).
 CELERY_BROKER_TRANSPORT = "workflowsite.broker:Transport"
+# Celery beat reads its schedule from the database, so operators see and change it in the admin;
+# the retention purge's entry is created by a migration (workflows/migrations).
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
@@ -217,6 +221,10 @@ WORKFLOWS = {
     "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
     "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
     "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
+    # Finished executions older than this are purged (workflows/retention.py).
+    "RETENTION_DAYS": os.environ.get("WORKFLOW_RETENTION_DAYS", "30"),
+    # A finished execution leaves the Redis mirror this long after it finished.
+    "MIRROR_TTL_SECONDS": os.environ.get("WORKFLOW_MIRROR_TTL_SECONDS", str(24 * 3600)),
 }
 
 LOGGING = {
