@@ -18,7 +18,16 @@ PRODUCTION = {
     "WORKFLOW_SIGNING_KEY": "a-signing-key-for-the-production-settings-test",
 }
 # Variables of the caller's environment that would change what the settings see.
-CLEARED = {*PRODUCTION, "DEBUG", "WORKFLOWS_ALLOW_ANONYMOUS_WRITES", "SECURE_PROXY_SSL_HEADER"}
+CLEARED = {
+    *PRODUCTION,
+    "DEBUG",
+    "WORKFLOWS_ALLOW_ANONYMOUS_WRITES",
+    "SECURE_PROXY_SSL_HEADER",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "REDIS_SSL_CA_FILE",
+}
 
 
 def run(args: list[str], **overrides: str | None) -> subprocess.CompletedProcess[str]:
@@ -94,3 +103,22 @@ def test_an_unknown_environment_is_refused_by_name() -> None:
 
     assert result.returncode != 0
     assert "DJANGO_ENV='staging' is not one of development, test, production" in result.stderr
+
+
+def test_a_rediss_url_gives_celery_and_the_cache_the_ca() -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from workflowsite.celery import app; "
+        "print(app.conf.broker_use_ssl['ssl_ca_certs'], "
+        "settings.CACHES['default']['OPTIONS']['CONNECTION_POOL_KWARGS']['ssl_ca_certs'], "
+        "app.conf.redis_backend_use_ssl)"
+    )
+    result = run(
+        [sys.executable, "-c", code],
+        DJANGO_ENV="development",
+        REDIS_URL="rediss://:pa55@redis.example.com:6380/0",
+        REDIS_SSL_CA_FILE="/etc/ca.pem",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/etc/ca.pem", "/etc/ca.pem", "None"]

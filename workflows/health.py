@@ -11,6 +11,7 @@ from django.db import connection
 from redis import RedisError
 
 from workflows import mirror, scheduler_heartbeat
+from workflows.clients import kafka_config
 from workflows.conf import conf
 
 KAFKA_TIMEOUT_S = 2.0
@@ -19,7 +20,7 @@ KAFKA_TIMEOUT_S = 2.0
 @cache
 def kafka_admin() -> AdminClient:
     """One admin client per process; librdkafka reconnects it when the broker comes back."""
-    return AdminClient({"bootstrap.servers": conf().kafka_bootstrap_servers, "socket.timeout.ms": 2000})
+    return AdminClient(kafka_config("probe"))
 
 
 def check_database() -> None:

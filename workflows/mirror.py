@@ -14,10 +14,10 @@ from functools import cache
 from typing import Any
 
 import redis
-from django.conf import settings
 from redis import RedisError
 from redis.exceptions import NoScriptError
 
+from workflows.clients import redis_client
 from workflows.models import Execution, NodeRun
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ return 1
 @cache
 def client() -> redis.Redis:
     """This process's Redis client (a connection pool; safe to share between threads)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client("mirror")
 
 
 def key(execution_id: object) -> str:

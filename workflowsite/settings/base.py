@@ -2,6 +2,7 @@
 production.py build on these (workflowsite/settings/__init__.py picks one by DJANGO_ENV)."""
 
 import os
+import ssl
 from pathlib import Path
 
 import dj_database_url
@@ -88,12 +89,31 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Redis: a password goes in the URL (redis://:password@host or redis://user:password@host for an ACL
+# user); rediss:// is TLS, the server verified against REDIS_SSL_CA_FILE (else the system's CAs).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_SSL_CA_FILE = os.environ.get("REDIS_SSL_CA_FILE", "")
+# What every client of a rediss:// URL gets (workflows/clients.py, Django's cache, Celery).
+REDIS_SSL_OPTIONS = {
+    "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    **({"ssl_ca_certs": REDIS_SSL_CA_FILE} if REDIS_SSL_CA_FILE else {}),
+}
+
+
+def redis_ssl(url: str) -> dict[str, object] | None:
+    """The TLS options for a Redis URL: REDIS_SSL_OPTIONS for rediss://, None for plain redis://."""
+    return REDIS_SSL_OPTIONS if url.startswith("rediss://") else None
+
+
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+            "CONNECTION_POOL_KWARGS": redis_ssl(REDIS_URL) or {},
+        },
     }
 }
 
@@ -159,6 +179,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
+CELERY_BROKER_USE_SSL = redis_ssl(CELERY_BROKER_URL)
+CELERY_REDIS_BACKEND_USE_SSL = redis_ssl(CELERY_RESULT_BACKEND or "")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task received by a worker and not acknowledged goes back to the queue after 20 s, looked for
@@ -177,6 +199,11 @@ CELERY_BROKER_TRANSPORT = "workflowsite.broker:Transport"
 # Our own knobs, read through workflows.conf.conf(); documented in the README.
 WORKFLOWS = {
     "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+    "KAFKA_SECURITY_PROTOCOL": os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    "KAFKA_SASL_MECHANISM": os.environ.get("KAFKA_SASL_MECHANISM", ""),
+    "KAFKA_SASL_USERNAME": os.environ.get("KAFKA_SASL_USERNAME", ""),
+    "KAFKA_SASL_PASSWORD": os.environ.get("KAFKA_SASL_PASSWORD", ""),
+    "KAFKA_SSL_CA_FILE": os.environ.get("KAFKA_SSL_CA_FILE", ""),
     "KAFKA_TOPIC_PREFIX": os.environ.get("KAFKA_TOPIC_PREFIX", ""),
     "KAFKA_PARTITIONS": int(os.environ.get("KAFKA_PARTITIONS", "3")),
     "SCHEDULER_GROUP_ID": os.environ.get("SCHEDULER_GROUP_ID", "workflow-scheduler"),
