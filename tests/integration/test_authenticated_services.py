@@ -1,8 +1,9 @@
-"""The engine against a Redis that needs an ACL user's password and a Kafka that needs SASL (PLAIN on
-a SASL_PLAINTEXT listener, KRaft), both private to this module: the credentials come from the
-environment through workflows/clients.py, a workflow completes, and a wrong password is refused
-with an error that says so."""
+"""The engine against a Redis that speaks only TLS and lets in only an ACL user, and a Kafka that needs
+SASL (PLAIN on a SASL_PLAINTEXT listener, KRaft), both private to this module: the credentials and
+the CA come from the environment through workflows/clients.py, a workflow completes, and a wrong
+password is refused with an error that says so."""
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,20 +36,52 @@ KAFKA_PASSWORD = "kafka-" + uuid.uuid4().hex
 BROKER_PASSWORD = "broker-" + uuid.uuid4().hex  # the broker's own login, between its listeners
 
 
+def make_certificates(directory: Path) -> None:
+    """A CA (ca.pem) and a certificate for 127.0.0.1 signed by it (server.pem, server.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem "
+        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        "x509 -req -days 1 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile san.ext "
+        "-out server.pem",
+    ):
+        subprocess.run(["openssl", *command.split()], cwd=directory, check=True, capture_output=True)
+
+
 @dataclass
-class AclRedis(PrivateRedis):
-    """A private Redis whose default user is off: only REDIS_USER with its password gets in."""
+class SecureRedis(PrivateRedis):
+    """A private Redis on a TLS port only, whose default user is off: only REDIS_USER with its
+    password gets in."""
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
 
     def url_with(self, password: str) -> str:
-        return f"redis://{REDIS_USER}:{password}@127.0.0.1:{self.port}/0"
+        return f"rediss://{REDIS_USER}:{password}@127.0.0.1:{self.port}/0"
 
     @property
     def url(self) -> str:
         return self.url_with(REDIS_PASSWORD)
 
+    def prepare(self) -> None:
+        super().prepare()
+        make_certificates(self.directory)
+
     def command(self) -> list[str]:
-        acl = [REDIS_USER, "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all"]
-        return [*super().command(), "--user", "default", "off", "--user", *acl]
+        tls = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]  # a later --port wins
+        tls += ["--tls-cert-file", "server.pem", "--tls-key-file", "server.key"]
+        acl = ["--user", REDIS_USER, "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all"]
+        return [*super().command(), *tls, "--tls-ca-cert-file", "ca.pem", "--user", "default", "off", *acl]
+
+    def answers(self) -> bool:
+        try:
+            client = redis.Redis.from_url(self.url, ssl_ca_certs=str(self.ca_file), socket_timeout=1)
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
 
 
 @dataclass
@@ -109,9 +142,9 @@ def kafka_env(bootstrap: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def services() -> Iterator[tuple[AclRedis, SaslKafka]]:
+def services() -> Iterator[tuple[SecureRedis, SaslKafka]]:
     directory = ARTIFACTS / "authenticated" / uuid.uuid4().hex[:10]
-    redis_server, kafka = AclRedis(Path(directory / "redis")), SaslKafka(Path(directory / "kafka"))
+    redis_server, kafka = SecureRedis(Path(directory / "redis")), SaslKafka(Path(directory / "kafka"))
     try:
         kafka.launch()
         redis_server.start()
@@ -124,12 +157,13 @@ def services() -> Iterator[tuple[AclRedis, SaslKafka]]:
 
 
 @pytest.fixture(scope="module")
-def authenticated_stack(services: tuple[AclRedis, SaslKafka]) -> Iterator[Stack]:
+def authenticated_stack(services: tuple[SecureRedis, SaslKafka]) -> Iterator[Stack]:
     redis_server, kafka = services
     running = start_stack(
         extra_env={
             "REDIS_URL": redis_server.url,
             "CELERY_BROKER_URL": redis_server.url,
+            "REDIS_SSL_CA_FILE": str(redis_server.ca_file),
             **kafka_env(kafka.bootstrap, KAFKA_PASSWORD),
         }
     )
@@ -167,19 +201,23 @@ def test_a_workflow_completes_with_credentials_from_the_environment(authenticate
     }, body
 
 
-def test_the_services_refuse_clients_without_credentials(services: tuple[AclRedis, SaslKafka]) -> None:
+def test_the_services_refuse_clients_without_credentials(services: tuple[SecureRedis, SaslKafka]) -> None:
     redis_server, kafka = services
 
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=redis_server.port, socket_timeout=2).ping()
+        redis.Redis("127.0.0.1", redis_server.port, ssl=True, ssl_ca_certs=str(redis_server.ca_file)).ping()
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        redis.Redis.from_url(redis_server.url, socket_timeout=2).ping()  # the system's CAs
     assert not broker_answers(kafka.bootstrap, {})
 
 
 def test_a_wrong_redis_password_is_reported_by_health_saying_so(
-    services: tuple[AclRedis, SaslKafka], engine_settings: Any
+    services: tuple[SecureRedis, SaslKafka], engine_settings: Any
 ) -> None:
     redis_server, _ = services
     engine_settings.REDIS_URL = redis_server.url_with("wrong-password")
+    ca = str(redis_server.ca_file)
+    engine_settings.REDIS_SSL_OPTIONS = {**engine_settings.REDIS_SSL_OPTIONS, "ssl_ca_certs": ca}
     mirror.client.cache_clear()
 
     report = health.probe(health.check_redis)
@@ -189,7 +227,7 @@ def test_a_wrong_redis_password_is_reported_by_health_saying_so(
 
 
 def test_a_wrong_kafka_password_is_reported_by_health_saying_so(
-    services: tuple[AclRedis, SaslKafka], engine_settings: Any
+    services: tuple[SecureRedis, SaslKafka], engine_settings: Any
 ) -> None:
     _, kafka = services
     engine_settings.WORKFLOWS = {**engine_settings.WORKFLOWS, **kafka_env(kafka.bootstrap, "wrong-password")}
