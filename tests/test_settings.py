@@ -122,3 +122,20 @@ def test_a_rediss_url_gives_celery_and_the_cache_the_ca() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["/etc/ca.pem", "/etc/ca.pem", "None"]
+
+
+def test_production_redirects_plain_http_except_the_healthcheck() -> None:
+    code = (
+        "import django; django.setup(); from django.test import Client; client = Client(); "
+        "print(client.get('/schema', HTTP_HOST='api.example.com').status_code, "
+        "client.get('/health', HTTP_HOST='api.example.com').status_code, "
+        "client.get('/schema', HTTP_HOST='api.example.com', HTTP_X_FORWARDED_PROTO='https').status_code)"
+    )
+
+    result = run([sys.executable, "-c", code], SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+
+    assert result.returncode == 0, result.stderr
+    redirected, health, proxied = result.stdout.split()[-3:]
+    assert redirected == "301"
+    assert health in {"200", "503"}  # answered: container healthchecks call it over plain HTTP
+    assert proxied == "200"  # the proxy said the request came over HTTPS

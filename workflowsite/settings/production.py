@@ -51,7 +51,7 @@ if problems:
 # HTTPS only. Behind a proxy that terminates TLS, SECURE_PROXY_SSL_HEADER names the header it sets to
 # "https" (X-Forwarded-Proto); only set it when the proxy always sets or strips that header.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-SECURE_REDIRECT_EXEMPT = [r"^health$"]  # container healthchecks call it over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^health/?$"]  # container healthchecks call it over plain HTTP
 PROXY_SSL_HEADER = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
 if PROXY_SSL_HEADER:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
