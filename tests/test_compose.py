@@ -12,10 +12,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ROOT / "workflowsite" / "settings.py"
+SETTINGS = ROOT / "workflowsite" / "settings"
 COMMANDS_DIR = ROOT / "workflows" / "management" / "commands"
 DJANGO_BUILTIN_COMMANDS = {"migrate", "collectstatic"}
-ENV_READERS = {"os.environ.get", "os.getenv", "env_bool", "env_list"}
+ENV_READERS = {"os.environ.get", "os.getenv", "env_bool", "env_list", "require"}
 
 # What a dependent waits for: the stores until their healthcheck passes, the one-shot jobs until they exit 0.
 EXPECTED_CONDITION = {
@@ -93,27 +93,24 @@ def option_value(words: list[str], option: str) -> str | None:
 
 @cache
 def settings_env_reads() -> dict[str, ast.expr | None]:
-    """Every environment variable settings.py reads by a literal name, with its default expression."""
+    """Every environment variable the settings modules read by a literal name, with its default
+    expression (production.py's, read last, wins: its `require(name, what)` has none)."""
     reads: dict[str, ast.expr | None] = {}
-    for node in ast.walk(ast.parse(SETTINGS.read_text())):
-        if not (isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READERS and node.args):
-            continue
-        name = node.args[0]
-        if isinstance(name, ast.Constant) and isinstance(name.value, str):
-            reads[name.value] = node.args[1] if len(node.args) > 1 else None
+    modules = sorted(SETTINGS.glob("*.py"), key=lambda path: path.stem == "production")
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text())):
+            if not (isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READERS and node.args):
+                continue
+            name = node.args[0]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                is_require = ast.unparse(node.func) == "require"
+                reads[name.value] = None if is_require else (node.args[1] if len(node.args) > 1 else None)
     return reads
 
 
 def required_in_production(default: ast.expr | None) -> bool:
-    """No default at all, or `"" if PRODUCTION else ...`: production must provide the variable."""
-    if default is None:
-        return True
-    return (
-        isinstance(default, ast.IfExp)
-        and ast.unparse(default.test) == "PRODUCTION"
-        and isinstance(default.body, ast.Constant)
-        and default.body.value == ""
-    )
+    """No default at all: production.py requires the variable, or nothing else gives it a value."""
+    return default is None
 
 
 def test_compose_file_uses_the_compose_spec_without_version() -> None:
@@ -219,12 +216,14 @@ def test_project_environment_names_are_read_by_settings() -> None:
     read = settings_env_reads()
     for name, service in project_services().items():
         unknown = set(environment(service)) - set(read)
-        assert not unknown, f"{name} sets {sorted(unknown)}, which workflowsite/settings.py never reads"
+        assert not unknown, f"{name} sets {sorted(unknown)}, which workflowsite/settings/ never reads"
 
 
 def test_variables_required_in_production_are_provided() -> None:
     required = {name for name, default in settings_env_reads().items() if required_in_production(default)}
-    assert "SECRET_KEY" in required, "settings.py no longer reads SECRET_KEY without a production default"
+    assert {"SECRET_KEY", "DATABASE_URL", "WORKFLOW_SIGNING_KEY"} <= required, (
+        "production.py no longer requires SECRET_KEY, DATABASE_URL and WORKFLOW_SIGNING_KEY"
+    )
     for name, service in project_services().items():
         missing = required - set(environment(service))
         assert not missing, f"{name} does not set {sorted(missing)}, which production requires"
@@ -351,3 +350,38 @@ def test_dockerfile_runs_gunicorn_as_a_non_root_user() -> None:
     served = words[words.index("gunicorn") + 1].removesuffix(":application")
     module = ROOT / (served.replace(".", "/") + ".py")
     assert module.is_file(), f"gunicorn serves {served}, but {module.relative_to(ROOT)} does not exist"
+
+
+SECRETS = ("SECRET_KEY", "WORKFLOWS_API_TOKEN", "WORKFLOW_SIGNING_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+
+
+def test_secrets_are_required_not_defaulted() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in SECRETS:
+        uses = re.findall(rf"\$\{{{name}(:?[-?=+]?)", text)
+        assert uses, f"docker-compose.yml never uses {name}"
+        assert set(uses) == {":?"}, f"{name} must be required with ${{{name}:?message}}, found {uses}"
+    assert "change-me" not in text, "docker-compose.yml still carries a placeholder secret"
+
+
+def test_project_services_run_in_production() -> None:
+    for name, service in project_services().items():
+        assert environment(service).get("DJANGO_ENV") == "production", f"{name} does not run in production"
+
+
+def test_only_the_api_publishes_a_port_beyond_loopback() -> None:
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            if name != "api":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_redis_needs_the_password_the_services_use() -> None:
+    words = argv(services()["redis"])
+    password = option_value(words, "--requirepass")
+    assert password and password.startswith("${REDIS_PASSWORD:?"), f"redis runs without a password: {words}"
+    assert environment(services()["redis"]).get("REDISCLI_AUTH") == password, (
+        "the redis healthcheck's redis-cli does not log in with the server's password"
+    )
+    url = environment(services()["api"])["REDIS_URL"]
+    assert url.startswith(f"redis://:{password}@"), f"the services reach Redis without its password: {url}"

@@ -9,15 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.production_env import PRODUCTION
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLING = ("devtools", "tests")
-PRODUCTION_ENV = {
-    "DJANGO_ENV": "production",
-    "SECRET_KEY": "a-real-secret-of-more-than-thirty-two-characters-0123456789",
-    "ALLOWED_HOSTS": "api.example.com",
-    "WORKFLOWS_API_TOKEN": "a-token-for-this-test",
-    "DJANGO_SETTINGS_MODULE": "workflowsite.settings",
-}
+PRODUCTION_ENV = {**PRODUCTION, "DJANGO_SETTINGS_MODULE": "workflowsite.settings"}
 
 
 def dockerignore_patterns() -> list[tuple[bool, str]]:

@@ -1,7 +1,8 @@
 """Typed access to the engine's own settings (the WORKFLOWS dict in settings)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -15,6 +16,8 @@ REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
 # A worker is dead after this many heartbeat periods without a change, at the least: one late beat
 # (a slow host, a Redis reconnect) must not be enough.
 MIN_HEARTBEATS_BEFORE_DEAD = 3
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class EngineConf:
     """The engine's knobs, parsed once per process."""
 
     kafka_bootstrap_servers: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
+    kafka_ssl_ca_file: str
     kafka_topic_prefix: str
     kafka_partitions: int
     scheduler_group_id: str
@@ -63,6 +71,11 @@ def conf() -> EngineConf:
     raw = settings.WORKFLOWS
     engine = EngineConf(
         kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
+        kafka_security_protocol=raw["KAFKA_SECURITY_PROTOCOL"].strip().upper(),
+        kafka_sasl_mechanism=raw["KAFKA_SASL_MECHANISM"].strip().upper(),
+        kafka_sasl_username=raw["KAFKA_SASL_USERNAME"],
+        kafka_sasl_password=raw["KAFKA_SASL_PASSWORD"],
+        kafka_ssl_ca_file=raw["KAFKA_SSL_CA_FILE"],
         kafka_topic_prefix=raw["KAFKA_TOPIC_PREFIX"],
         kafka_partitions=int(raw["KAFKA_PARTITIONS"]),
         scheduler_group_id=raw["SCHEDULER_GROUP_ID"],
@@ -86,7 +99,37 @@ def conf() -> EngineConf:
     )
     check_size_limits(engine)
     check_liveness(engine)
+    check_kafka_security(engine)
     return engine
+
+
+def check_kafka_security(engine: EngineConf) -> None:
+    """Refuse a Kafka security setting librdkafka would only reject at the first connection, or
+    credentials given halfway: the process would start and then fail to reach the brokers."""
+    protocol = engine.kafka_security_protocol
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ImproperlyConfigured(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    if protocol.startswith("SASL_"):
+        if engine.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ImproperlyConfigured(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM, one of "
+                f"{', '.join(KAFKA_SASL_MECHANISMS)}, not {engine.kafka_sasl_mechanism!r}"
+            )
+        missing = [
+            name
+            for name, value in (
+                ("KAFKA_SASL_USERNAME", engine.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", engine.kafka_sasl_password),
+            )
+            if not value
+        ]
+        if missing:
+            raise ImproperlyConfigured(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}")
+    ca_file = engine.kafka_ssl_ca_file
+    if ca_file and not Path(ca_file).is_file():
+        raise ImproperlyConfigured(f"KAFKA_SSL_CA_FILE={ca_file!r} is not a readable file")
 
 
 def check_liveness(engine: EngineConf) -> None:

@@ -6,20 +6,37 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from django.db import connection
 from redis import RedisError
 
 from workflows import mirror, scheduler_heartbeat
+from workflows.clients import kafka_config
 from workflows.conf import conf
 
 KAFKA_TIMEOUT_S = 2.0
 
 
+class LatestError:
+    """librdkafka's latest error for a client (its error_cb). A failed metadata request only says
+    "Broker transport failure"; this says why, e.g. "SASL authentication error: ... Invalid
+    username or password"."""
+
+    def __init__(self) -> None:
+        self.error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        self.error = error
+
+
+kafka_errors = LatestError()
+
+
 @cache
 def kafka_admin() -> AdminClient:
     """One admin client per process; librdkafka reconnects it when the broker comes back."""
-    return AdminClient({"bootstrap.servers": conf().kafka_bootstrap_servers, "socket.timeout.ms": 2000})
+    return AdminClient({**kafka_config("probe"), "error_cb": kafka_errors})
 
 
 def check_database() -> None:
@@ -32,7 +49,16 @@ def check_redis() -> None:
 
 
 def check_kafka() -> None:
-    metadata = kafka_admin().list_topics(timeout=KAFKA_TIMEOUT_S)
+    admin = kafka_admin()
+    kafka_errors.error = None
+    try:
+        metadata = admin.list_topics(timeout=KAFKA_TIMEOUT_S)
+    except KafkaException as exc:
+        admin.poll(0)  # serves the error callbacks, which say why
+        cause = kafka_errors.error
+        if cause is None:
+            raise
+        raise ConnectionError(f"{exc}; the broker connection reported: {cause.str()}") from None
     if not metadata.brokers:
         raise ConnectionError("no Kafka broker answered")
 

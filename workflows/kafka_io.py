@@ -1,4 +1,4 @@
-"""Kafka clients tuned for loopback latency, one producer per process, and topic creation."""
+"""Kafka clients (settings from workflows/clients.py), one producer per process, and topic creation."""
 
 import logging
 import os
@@ -6,11 +6,11 @@ import threading
 import zlib
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workflows.clients import kafka_config
 from workflows.conf import conf
 from workflows.events import ALL_TOPICS
 
@@ -18,8 +18,6 @@ logger = logging.getLogger(__name__)
 PRODUCER_FLUSH_TIMEOUT_S = 10.0
 ADMIN_TIMEOUT_S = 10.0
 WARM_UP_TIMEOUT_S = 5.0
-SESSION_TIMEOUT_MS = 10_000
-HEARTBEAT_INTERVAL_MS = 2_000
 
 # Errors librdkafka raises locally that pass once a broker answers again: not flagged retriable.
 TRANSIENT_LOCAL_ERRORS = frozenset(
@@ -39,25 +37,12 @@ _producer_pid: int | None = None
 _producer_lock = threading.Lock()
 
 
-def _base_config() -> dict[str, Any]:
-    return {"bootstrap.servers": conf().kafka_bootstrap_servers, "socket.nagle.disable": True}
-
-
 def producer() -> Producer:
     """This process's producer (re-created after a fork, since librdkafka threads do not survive it)."""
     global _producer, _producer_pid
     with _producer_lock:
         if _producer is None or _producer_pid != os.getpid():
-            _producer = Producer(
-                {
-                    **_base_config(),
-                    "enable.idempotence": True,
-                    "partitioner": "consistent_random",
-                    "acks": "all",
-                    "linger.ms": 0,
-                    "message.timeout.ms": 30000,
-                }
-            )
+            _producer = Producer(kafka_config("producer"))
             _producer_pid = os.getpid()
         return _producer
 
@@ -174,20 +159,7 @@ def _log_refused_commit(error: KafkaError | None, partitions: list[TopicPartitio
 
 def consumer(group_id: str, topics: list[str]) -> Consumer:
     """A consumer that commits only when told to, after the batch's effects are durable."""
-    client = Consumer(
-        {
-            **_base_config(),
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
-            "partition.assignment.strategy": "cooperative-sticky",
-            # A scheduler that dies hands its partitions over within seconds, not librdkafka's 45 s.
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-            "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
-            "on_commit": _log_refused_commit,
-        }
-    )
+    client = Consumer({**kafka_config("consumer"), "group.id": group_id, "on_commit": _log_refused_commit})
     client.subscribe([conf().topic(name) for name in topics])
     return client
 
@@ -200,7 +172,7 @@ def partition_for(key: str, partitions: int) -> int:
 
 def ensure_topics(partitions: int | None = None) -> list[str]:
     """Create the engine's topics if they do not exist; return the names created."""
-    admin = AdminClient(_base_config())
+    admin = AdminClient(kafka_config("admin"))
     existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
     wanted = [conf().topic(name) for name in ALL_TOPICS if conf().topic(name) not in existing]
     if not wanted:
@@ -218,7 +190,7 @@ def ensure_topics(partitions: int | None = None) -> list[str]:
 
 def delete_topics() -> list[str]:
     """Delete the engine's topics (test sessions clean up their prefixed topics with this)."""
-    admin = AdminClient(_base_config())
+    admin = AdminClient(kafka_config("admin"))
     existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
     doomed = [conf().topic(name) for name in ALL_TOPICS if conf().topic(name) in existing]
     for future in admin.delete_topics(doomed).values() if doomed else ():

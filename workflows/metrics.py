@@ -37,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
 from workflows import mirror, scheduler_heartbeat
+from workflows.clients import kafka_config, redis_client
 from workflows.conf import conf
 from workflows.events import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
@@ -227,9 +228,7 @@ def executions_by_status() -> GaugeMetricFamily:
 @cache
 def broker_client() -> redis.Redis:
     """The Celery broker's Redis (often the same server as the mirror's, not necessarily)."""
-    return redis.Redis.from_url(
-        settings.CELERY_BROKER_URL, socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
-    )
+    return redis_client("broker", BROKER_TIMEOUT_S)
 
 
 def celery_queue_depth() -> GaugeMetricFamily:
@@ -283,14 +282,8 @@ def lag_reader() -> Consumer:
     committed offsets and the partitions' watermarks. (The admin client's
     list_consumer_group_offsets crashes the process on a broker whose offsets topic does not
     exist yet, in confluent-kafka 2.16.)"""
-    return Consumer(
-        {
-            "bootstrap.servers": conf().kafka_bootstrap_servers,
-            "group.id": conf().scheduler_group_id,
-            "enable.auto.commit": False,
-            "socket.timeout.ms": 2000,
-        }
-    )
+    group = conf().scheduler_group_id
+    return Consumer({**kafka_config("probe"), "group.id": group, "enable.auto.commit": False})
 
 
 class EngineCollector(Collector):

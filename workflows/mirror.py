@@ -14,11 +14,11 @@ from functools import cache
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.utils import timezone
 from redis import RedisError
 from redis.exceptions import NoScriptError
 
+from workflows.clients import redis_client
 from workflows.conf import conf
 from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun
 
@@ -54,7 +54,7 @@ return 1
 @cache
 def client() -> redis.Redis:
     """This process's Redis client (a connection pool; safe to share between threads)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client("mirror")
 
 
 def key(execution_id: object) -> str:

@@ -22,6 +22,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
 
 from workflows import mirror
+from workflows.clients import redis_client
 from workflows.events import RUN_NODES_TASK, bundle_task_id
 from workflowsite.celery import app as celery_app
 
@@ -36,7 +37,7 @@ def client() -> redis.Redis:
         raise ImproperlyConfigured(f"CELERY_BROKER_URL must be a Redis URL (redis:// or rediss://): {url!r}")
     if url == settings.REDIS_URL:
         return mirror.client()
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client("broker")
 
 
 @cache

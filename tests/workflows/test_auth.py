@@ -208,6 +208,8 @@ PRODUCTION_READY = {
     "SECRET_KEY": "a-real-secret-of-more-than-thirty-two-characters-0123456789",
     "ALLOWED_HOSTS": "api.example.com",
     "WORKFLOWS_API_TOKEN": TOKEN,
+    "DATABASE_URL": "postgres://workflows:workflows@127.0.0.1:5432/workflows",
+    "WORKFLOW_SIGNING_KEY": "a-signing-key-for-tests",
 }
 SETTINGS_VARIABLES = {
     *PRODUCTION_READY,

@@ -1,0 +1,17 @@
+"""Development: a known secret, local hosts, SQLite unless DATABASE_URL says otherwise."""
+
+import importlib.util
+import os
+
+from workflowsite.settings.base import *  # noqa: F403
+from workflowsite.settings.base import INSTALLED_APPS, env_list
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+
+# Test stacks, soaks, benchmarks and the invocation ledger are development tools (docs/design.md):
+# installed here and in tests (which start from these settings), never in production, and absent
+# from the image (.dockerignore), hence the check that the package is there.
+if importlib.util.find_spec("devtools") is not None:
+    INSTALLED_APPS.append("devtools")
