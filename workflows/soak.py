@@ -30,10 +30,10 @@ from django.conf import settings
 
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
 from workers.ledger import beyond_at_least_once
-from workflows.dag import WorkflowSpec, parse_workflow
+from workflows.core.dag import WorkflowSpec, parse_workflow
+from workflows.core.templates import resolve
 from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from workflows.events import TASK_COMPLETE
-from workflows.templates import resolve
 
 FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")
 WORKERS = ("worker", "worker2")

@@ -23,7 +23,7 @@ from workflows.bench.api import ShapeTimeout, epoch
 from workflows.bench.baseline import RESULT_BACKEND_URL, Canvas
 from workflows.bench.profile import PySpy
 from workflows.bench.shapes import Sizes
-from workflows.dag import parse_workflow
+from workflows.core.dag import parse_workflow
 from workflows.devstack import Stack, start_stack
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
