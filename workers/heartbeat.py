@@ -25,7 +25,7 @@ from redis import RedisError
 
 from workflows import task_queue
 from workflows.conf import conf
-from workflows.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch, payloads_of
+from workflows.scheduler.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch, payloads_of
 
 logger = logging.getLogger(__name__)
 MIN_BEAT_GAP_S = 0.2
