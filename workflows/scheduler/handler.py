@@ -97,7 +97,7 @@ class Scheduler:
         committed)."""
         starts, reports, refused = self.decode(messages)
 
-        def apply(batch: Batch) -> None:
+        def apply_events(batch: Batch) -> None:
             batch.lock_executions([*starts, *(report.execution_id for report in reports)])
             self.prefetch(batch, reports)
             for execution_id in starts:
@@ -105,7 +105,7 @@ class Scheduler:
             for report in reports:
                 apply.complete(report, batch, self.rng)
 
-        self.run(apply)
+        self.run(apply_events)
         if refused:
             dead_letters.send(refused)
 
@@ -153,10 +153,10 @@ class Scheduler:
     def judge(self, topic: str) -> Callable[[], Judge]:
         return lambda: self.ownership(topic) if self.ownership is not None else EVERY_EXECUTION
 
-    def run(self, apply: Callable[[Batch], object]) -> None:
+    def run(self, work: Callable[[Batch], object]) -> None:
         batch = Batch()
         with transaction.atomic():
-            apply(batch)
+            work(batch)
             resolve_queued(batch)
             batch.save()
         self.send(batch)
