@@ -8,6 +8,7 @@ execution still runs), and get back which nodes to queue, retry, fail or skip.
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from workflows.core.retry import RetryPolicy
 
@@ -24,9 +25,9 @@ class Finish:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """What a node's completion does: the children it made ready, and the end if it was the last."""
+class Completed(NamedTuple):
+    """What a node's completion does: the children it made ready, and the end if it was the last.
+    A named tuple, not a frozen dataclass: one is made per completed node, at a third of the cost."""
 
     ready: list[str]
     finish: Finish | None
