@@ -1,6 +1,6 @@
 """Worker liveness: a thread that publishes, every second, the node attempts this worker holds.
 
-The scheduler's reconciler (workflows/reconciler.py) reads `wf:workers` in the broker's Redis: a
+The scheduler's reconciler (workflows/scheduler/reconciler.py) reads `wf:workers` in the broker's Redis: a
 worker silent for WORKFLOW_WORKER_DEAD_AFTER_SECONDS is dead and what it held is lost; an attempt
 whose handler runs past its timeout plus a grace on a live worker is lost too; anything else a
 worker holds is not, however long it waited in the queue. Each worker process writes a field of
