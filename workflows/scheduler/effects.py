@@ -20,12 +20,9 @@ from workflows.scheduler.loop import Stalled
 
 logger = logging.getLogger(__name__)
 SEND_RETRY_BACKOFF_S = 0.2
-
-SENT_MARKER_PREFIX = "wf:sent:"
-
-SENT_MARKER_TTL_S = 3600
-
 MAX_SEND_RETRY_BACKOFF_S = 5.0
+SENT_MARKER_PREFIX = "wf:sent:"
+SENT_MARKER_TTL_S = 3600
 
 
 T = TypeVar("T")
@@ -130,7 +127,7 @@ ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
 
 def queue_entries(batch: Batch, spread: int) -> list[str]:
     """The Celery tasks that carry a batch's dispatches: nodes due now share tasks when there are
-    more than `spread` (scheduling.bundles); a retry that waits gets a task of its own, with its
+    more than `spread` (core.packing.bundles); a retry that waits gets a task of its own, with its
     countdown."""
     due = [dispatch.payload for dispatch in batch.dispatches if not dispatch.countdown_s]
     shared = bundles(due, spread, conf().max_nodes_per_task)

@@ -47,9 +47,7 @@ from workflows.selectors import definition_spec
 
 logger = logging.getLogger(__name__)
 RECONCILE_INTERVAL_S = 1.0
-
 RELAY_INTERVAL_S = 0.02
-
 WAITING_TASKS_FRESH_S = 1.0
 
 
@@ -238,7 +236,5 @@ class Scheduler:
 
     def fail_refused(self, refused: list[tuple[dict[str, Any], str]]) -> None:
         """Fail, in a follow-up transaction, the node attempts whose effects were refused for good."""
-        if not refused:
-            return
-
-        self.run(lambda batch: apply.give_up_refused(refused, batch))
+        if refused:
+            self.run(lambda batch: apply.give_up_refused(refused, batch))
