@@ -38,6 +38,7 @@ def start(execution_id: str, batch: Batch) -> None:
 
 
 def complete(report: TaskComplete, batch: Batch, rng: random.Random) -> None:
+    """Apply a worker's report of the attempt in flight; any other was applied or superseded."""
     execution = batch.executions.get(report.execution_id)
     if execution is None:
         return
@@ -96,6 +97,7 @@ def apply_losses(losses: list[Loss], batch: Batch) -> None:
 def node_completed(
     execution: Execution, node: NodeRun, output: Any, spec: WorkflowSpec, batch: Batch
 ) -> None:
+    """Count the node down in its children (read once per batch), then queue those it made ready."""
     node.status, node.output, node.error = NodeStatus.COMPLETED, output, ""
     batch.changed(node)
     batch.record(execution, "node_completed", node.node_id, attempt=node.attempt)
@@ -120,6 +122,7 @@ def node_completed(
 def node_failed(
     execution: Execution, node: NodeRun, error: str, spec: WorkflowSpec, batch: Batch, rng: random.Random
 ) -> None:
+    """Queue a new attempt after the policy's delay, or give the node up."""
     node.error = error
     decision = transitions.node_failed(
         spec.node(node.node_id).retry,
