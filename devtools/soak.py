@@ -31,9 +31,9 @@ from django.conf import settings
 from devtools.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from devtools.ledger import beyond_at_least_once
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
-from workflows.dag import WorkflowSpec, parse_workflow
+from workflows.core.dag import WorkflowSpec, parse_workflow
+from workflows.core.templates import resolve
 from workflows.events import TASK_COMPLETE
-from workflows.templates import resolve
 
 FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")
 WORKERS = ("worker", "worker2")

@@ -1,6 +1,6 @@
 """Worker liveness: a thread that publishes, every second, the node attempts this worker holds.
 
-The scheduler's reconciler (workflows/reconciler.py) reads `wf:workers` in the broker's Redis: a
+The scheduler's reconciler (workflows/scheduler/reconciler.py) reads `wf:workers` in the broker's Redis: a
 worker silent for WORKFLOW_WORKER_DEAD_AFTER_SECONDS is dead and what it held is lost; an attempt
 whose handler runs past its timeout plus a grace on a live worker is lost too; anything else a
 worker holds is not, however long it waited in the queue. Each worker process writes a field of
@@ -25,7 +25,7 @@ from redis import RedisError
 
 from workflows import task_queue
 from workflows.conf import conf
-from workflows.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch, payloads_of
+from workflows.scheduler.reconciler import EPOCH_KEY, WORKERS_KEY, Attempt, new_epoch, payloads_of
 
 logger = logging.getLogger(__name__)
 MIN_BEAT_GAP_S = 0.2

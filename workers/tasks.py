@@ -20,6 +20,7 @@ from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
 from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
+from workflows.core.limits import size_problem
 from workflows.dead_letters import DeadLetter
 from workflows.events import (
     RUN_NODE_TASK,
@@ -34,7 +35,6 @@ from workflows.events import (
     node_id_of,
     validate_task_payload,
 )
-from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0

@@ -17,10 +17,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import services
-from workflows.dag import WorkflowSpec
+from workflows.core.dag import WorkflowSpec
+from workflows.core.templates import json_type
 from workflows.errors import WorkflowError
 from workflows.models import TERMINAL_EXECUTION_STATUSES
-from workflows.templates import json_type
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2

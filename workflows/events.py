@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from workflows.dag import is_node_id
+from workflows.core.dag import is_node_id
 
 WORKFLOW_START = "workflow.start"
 TASK_DISPATCH = "task.dispatch"

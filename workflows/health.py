@@ -1,5 +1,5 @@
 """Dependency checks for /health: each reports up/down and its round-trip latency; the scheduler
-counts as one, judged by its heartbeat (workflows/scheduler_heartbeat.py)."""
+counts as one, judged by its heartbeat (workflows/scheduler/heartbeat.py)."""
 
 import time
 from collections.abc import Callable
@@ -11,9 +11,10 @@ from confluent_kafka.admin import AdminClient
 from django.db import connection
 from redis import RedisError
 
-from workflows import mirror, scheduler_heartbeat
+from workflows import mirror
 from workflows.clients import kafka_config
 from workflows.conf import conf
+from workflows.scheduler import heartbeat as scheduler_heartbeat
 
 KAFKA_TIMEOUT_S = 2.0
 

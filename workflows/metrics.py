@@ -36,11 +36,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis import RedisError
 
-from workflows import mirror, scheduler_heartbeat
+from workflows import mirror
 from workflows.clients import kafka_config, redis_client
 from workflows.conf import conf
 from workflows.events import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
+from workflows.scheduler import heartbeat as scheduler_heartbeat
 
 logger = logging.getLogger(__name__)
 

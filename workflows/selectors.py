@@ -10,7 +10,7 @@ from redis import RedisError
 
 from workers.handlers import handler_names
 from workflows import mirror
-from workflows.dag import WorkflowSpec, parse_workflow
+from workflows.core.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
 from workflows.models import (
     TERMINAL_EXECUTION_STATUSES,

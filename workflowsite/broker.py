@@ -13,7 +13,7 @@ dropped connection takes the same path. No Celery or kombu release after 5.7.0 f
 Here a channel whose transport is detached raises a redis ConnectionError instead, a connection
 error that kombu and Celery already handle: the close is abandoned, a late ack is logged, and
 the consumer reconnects. The messages not restored stay in kombu's unacked set (or died with an
-empty Redis); the reconciler's evidence (heartbeats, the broker's epoch; workflows/reconciler.py)
+empty Redis); the reconciler's evidence (heartbeats, the broker's epoch; workflows/scheduler/reconciler.py)
 covers their nodes either way.
 """
 

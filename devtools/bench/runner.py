@@ -26,7 +26,7 @@ from devtools.bench.profile import PySpy
 from devtools.bench.shapes import Sizes
 from devtools.devstack import Stack, start_stack
 from workers.handlers import handler_names
-from workflows.dag import parse_workflow
+from workflows.core.dag import parse_workflow
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
 PROFILED_PROCESSES = ("scheduler", "worker", "api")

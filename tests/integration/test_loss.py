@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from devtools.devstack import Stack, start_stack, wait_until
-from workflows.reconciler import WORKERS_KEY
+from workflows.scheduler.reconciler import WORKERS_KEY
 
 # One worker running two nodes at a time, every node a task of its own: the queue of a fan-out of
 # BACKLOG_WIDTH half-second nodes takes about BACKLOG_WIDTH * 0.5 / 2 = 30 s to drain on a quiet

@@ -13,7 +13,7 @@ import redis
 from devtools.devstack import PrivateRedis, free_port
 from workflows import services, task_queue
 from workflows.models import NodeRun, NodeStatus
-from workflows.reconciler import EPOCH_KEY, EVERY_EXECUTION, WORKERS_KEY, Reconciler
+from workflows.scheduler.reconciler import EPOCH_KEY, EVERY_EXECUTION, WORKERS_KEY, Reconciler
 
 pytestmark = pytest.mark.django_db
 QUEUE = "reconciler-test"

@@ -17,10 +17,13 @@ import redis
 from django.utils import timezone
 
 from devtools.devstack import TEST_REDIS_DB
-from workflows import kafka_io, metrics, mirror, scheduler, task_queue
+from workflows import kafka_io, metrics, mirror, task_queue
 from workflows.conf import conf
 from workflows.events import RUN_NODES_TASK, task_id
 from workflows.models import Execution, NodeRun
+from workflows.scheduler import effects, handler
+from workflows.scheduler.batch import Batch, Dispatch
+from workflows.scheduler.handler import Scheduler
 from workflowsite.celery import app as celery_app
 
 URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
@@ -66,7 +69,7 @@ def one_node(name: str, status: str) -> tuple[Execution, NodeRun]:
 
 
 def new_marker() -> str:
-    return f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    return f"{effects.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
 
 
 def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[str, Any]:
@@ -151,11 +154,11 @@ def test_a_push_tells_how_many_tasks_were_waiting_before_it(
     entries = [task_queue.message([{**PAYLOAD, "node_id": f"n{i}"}]) for i in range(3)]
     markers = [new_marker() for _ in range(3)]
     try:
-        assert scheduler.mirror_and_enqueue([(execution, [])], entries, markers[0], retrying=False) == 0
-        assert scheduler.mirror_and_enqueue([(execution, [])], entries[:1], markers[1], retrying=False) == 3
+        assert effects.mirror_and_enqueue([(execution, [])], entries, markers[0], retrying=False) == 0
+        assert effects.mirror_and_enqueue([(execution, [])], entries[:1], markers[1], retrying=False) == 3
         broker.delete(task_queue.queue_key())  # the workers took everything
-        assert scheduler.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=False) == 0
-        assert scheduler.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=True) is None
+        assert effects.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=False) == 0
+        assert effects.mirror_and_enqueue([(execution, [])], [], markers[2], retrying=True) is None
     finally:
         broker.delete(mirror.key(execution.pk), *markers)
 
@@ -169,18 +172,18 @@ def test_a_retry_after_a_lost_exec_reply_repeats_nothing(broker: redis.Redis, te
     tasks = [task_queue.message([{**PAYLOAD, "execution_id": str(execution.pk), "attempt": 1}])]
     marker = new_marker()
     try:
-        scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=False)
+        effects.mirror_and_enqueue(changes, tasks, marker, retrying=False)
         assert broker.rpop(task_queue.queue_key())  # a worker takes the task ...
         claimed = {"status": "RUNNING", "handler": "llm", "position": 0, "attempt": 1, "worker": "w"}
         assert mirror.mark_running([(str(execution.pk), "fetch", claimed)]) == [True]  # ... claims it
 
-        scheduler.mirror_and_enqueue(changes, tasks, marker, retrying=True)
+        effects.mirror_and_enqueue(changes, tasks, marker, retrying=True)
 
         assert broker.llen(task_queue.queue_key()) == 0
         shown = json.loads(broker.hget(mirror.key(execution.pk), "n:fetch"))
         assert shown["status"] == "RUNNING"
 
-        scheduler.mirror_and_enqueue(changes, tasks, f"{marker}-never-applied", retrying=True)
+        effects.mirror_and_enqueue(changes, tasks, f"{marker}-never-applied", retrying=True)
         assert broker.llen(task_queue.queue_key()) == 1  # an EXEC that never ran is applied on retry
     finally:
         broker.delete(mirror.key(execution.pk), marker, f"{marker}-never-applied")
@@ -197,9 +200,9 @@ def own_topics(test_redis: None, settings: Any) -> Iterator[None]:
     conf.cache_clear()
 
 
-def batch_of(count: int) -> scheduler.Batch:
-    batch = scheduler.Batch()
-    batch.dispatches = [scheduler.Dispatch({**PAYLOAD, "node_id": f"n{i}"}) for i in range(count)]
+def batch_of(count: int) -> Batch:
+    batch = Batch()
+    batch.dispatches = [Dispatch({**PAYLOAD, "node_id": f"n{i}"}) for i in range(count)]
     return batch
 
 
@@ -214,14 +217,14 @@ def test_a_batch_spreads_its_nodes_while_no_task_waits_and_shares_tasks_once_som
 ) -> None:
     settings.WORKFLOWS = {**settings.WORKFLOWS, "MIN_TASKS_PER_BATCH": "8"}
     conf.cache_clear()
-    sched = scheduler.Scheduler()
+    sched = Scheduler()
     sched.send(batch_of(3))  # nothing waited: a task per node
     sched.send(batch_of(2))  # nothing waited before the last push either
     assert queued_tasks(broker) == [1, 1, 1, 1, 1]
     sched.send(batch_of(3))  # three tasks were still waiting at the last push: the nodes share one
     assert queued_tasks(broker) == [1, 1, 1, 1, 1, 3]
     broker.delete(task_queue.queue_key())
-    sched.waiting_seen_at -= scheduler.WAITING_TASKS_FRESH_S  # what the last push saw is too old to tell
+    sched.waiting_seen_at -= handler.WAITING_TASKS_FRESH_S  # what the last push saw is too old to tell
     sched.send(batch_of(3))
     assert queued_tasks(broker) == [1, 1, 1]
 
@@ -236,7 +239,7 @@ def test_a_command_redis_refuses_does_not_hold_up_the_batch(
     broker.set(metrics.METRICS_KEY, "not a hash")
     try:
         with caplog.at_level(logging.ERROR, logger="workflows.scheduler"):
-            waiting = scheduler.mirror_and_enqueue(
+            waiting = effects.mirror_and_enqueue(
                 [(execution, [node])], [task_queue.message([PAYLOAD])], marker, retrying=False
             )
         assert waiting == 0 and broker.llen(task_queue.queue_key()) == 1

@@ -8,7 +8,7 @@ from devtools.devstack import TEST_REDIS_DB
 from workers import heartbeat
 from workflows import mirror, task_queue
 from workflows.conf import conf
-from workflows.reconciler import WORKERS_KEY
+from workflows.scheduler.reconciler import WORKERS_KEY
 
 
 def payload(node_id: str, attempt: int = 1, timeout_s: float | None = 30.0) -> dict:

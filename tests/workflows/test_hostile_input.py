@@ -16,8 +16,8 @@ from rest_framework.exceptions import ParseError
 from workflows import selectors
 from workflows.api import errors_views, parsers
 from workflows.api.parsers import MAX_JSON_DEPTH
+from workflows.core.templates import TemplateResolutionError, find_references, resolve
 from workflows.models import NodeRun
-from workflows.templates import TemplateResolutionError, find_references, resolve
 
 pytestmark = pytest.mark.django_db
 

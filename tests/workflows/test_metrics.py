@@ -17,10 +17,11 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from workflows import health, metrics, mirror, scheduler, services, task_queue
+from workflows import health, metrics, mirror, services, task_queue
 from workflows.api import examples
 from workflows.conf import conf
 from workflows.models import Execution, NodeRun, NodeStatus
+from workflows.scheduler import effects
 
 METRICS_TEST_REDIS_DB = 13
 T0 = datetime(2025, 1, 6, 10, 0, 0).astimezone()
@@ -180,8 +181,8 @@ def record(nodes: list[NodeRun], marker: str = "", *, retrying: bool = False) ->
     execution = Execution(id=uuid.uuid4(), name="metrics", status="RUNNING", total_nodes=len(nodes))
     for each in nodes:
         each.execution = execution
-    marker = marker or f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
-    scheduler.mirror_and_enqueue([(execution, nodes)], [], marker, retrying=retrying)
+    marker = marker or f"{effects.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    effects.mirror_and_enqueue([(execution, nodes)], [], marker, retrying=retrying)
 
 
 def test_a_batch_is_counted_in_the_multi_that_writes_its_mirror(
@@ -214,7 +215,7 @@ def test_a_batch_is_counted_in_the_multi_that_writes_its_mirror(
 
 
 def test_a_batch_retried_after_a_lost_reply_is_counted_once(store: redis.Redis) -> None:
-    marker = f"{scheduler.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
+    marker = f"{effects.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
     try:
         record([node()], marker)
         record([node()], marker, retrying=True)  # the EXEC went through; its reply was lost

@@ -15,7 +15,7 @@ from typing import Any
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from workflows.templates import _Location
+from workflows.core.templates import _Location
 
 MAX_JSON_DEPTH = 100
 _SHOWN_PATH_LENGTH = 80

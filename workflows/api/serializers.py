@@ -1,6 +1,6 @@
 """Serializers: the shapes of requests and responses, for the browsable API and the OpenAPI schema.
 
-Workflow definitions are validated by workflows/dag.py, which names the node and field of every
+Workflow definitions are validated by workflows/core/dag.py, which names the node and field of every
 problem; the submit serializer describes the body for the schema and decodes the browsable API's
 HTML form, and the node serializers below exist only to document a node's fields.
 
@@ -20,9 +20,9 @@ from rest_framework.fields import empty
 from workers.handlers import handler_names
 from workflows.api import examples
 from workflows.api.parsers import loads
-from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
+from workflows.core.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
+from workflows.core.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
-from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 
 DEFAULT_RETRY = RetryPolicy()
 RETRY_SCHEMA = {
@@ -134,12 +134,12 @@ class InputField(JSONObjectField):
 
 @extend_schema_field(DagSerializer)
 class DagField(JSONObjectField):
-    """The DAG, documented by DagSerializer and validated by workflows/dag.py."""
+    """The DAG, documented by DagSerializer and validated by workflows/core/dag.py."""
 
 
 @extend_schema_field(DefaultsSerializer)
 class DefaultsField(JSONObjectField):
-    """Node defaults, documented by DefaultsSerializer and validated by workflows/dag.py."""
+    """Node defaults, documented by DefaultsSerializer and validated by workflows/core/dag.py."""
 
 
 class WorkflowSubmitSerializer(serializers.Serializer):

@@ -58,7 +58,7 @@ class ExecutionPagination(PageNumberPagination):
 
 
 def submitted_workflow(request: Request) -> object:
-    """The workflow as sent. A JSON body is passed on as it is, for workflows/dag.py to validate;
+    """The workflow as sent. A JSON body is passed on as it is, for workflows/core/dag.py to validate;
     an HTML form (the browsable API's) is decoded by the submit serializer first."""
     if not is_form_media_type(request.content_type):
         return request.data

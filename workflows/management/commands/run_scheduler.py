@@ -7,10 +7,10 @@ from django.db import connection
 
 from workflows import kafka_io, task_queue
 from workflows.conf import conf
-from workflows.consumer_loop import ConsumerLoop
-from workflows.reconciler import Judge
-from workflows.scheduler import Scheduler
-from workflows.scheduler_heartbeat import Heartbeat
+from workflows.scheduler.handler import Scheduler
+from workflows.scheduler.heartbeat import Heartbeat
+from workflows.scheduler.loop import ConsumerLoop
+from workflows.scheduler.reconciler import Judge
 
 
 class Command(BaseCommand):

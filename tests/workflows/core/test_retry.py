@@ -1,4 +1,4 @@
-"""Unit tests for workflows.retry: parsing a retry policy and the backoff it gives."""
+"""Unit tests for workflows.core.retry: parsing a retry policy and the backoff it gives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.retry import RetryPolicy, RetryPolicyError
+from workflows.core.retry import RetryPolicy, RetryPolicyError
 
 NO_JITTER = RetryPolicy(
     max_attempts=5, backoff_seconds=1.0, backoff_multiplier=2.0, max_backoff_seconds=10.0, jitter=False

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from types import MappingProxyType
 
-from workflows.limits import size_problem
-from workflows.retry import RetryPolicy, RetryPolicyError
-from workflows.templates import TemplateRef, copy_json, find_references, json_type
+from workflows.core.limits import size_problem
+from workflows.core.retry import RetryPolicy, RetryPolicyError
+from workflows.core.templates import TemplateRef, copy_json, find_references, json_type
 
 MAX_NAME_LENGTH = 200
 MAX_TIMEOUT_S = 86_400.0

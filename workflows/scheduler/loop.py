@@ -1,6 +1,6 @@
 """A small Kafka consumer loop: poll a batch, hand it to a handler, commit after it, stop cleanly.
 
-What a message means is the handler's business (see workflows/scheduler.py); this loop owns
+What a message means is the handler's business (see workflows/scheduler/handler.py); this loop owns
 batching, commit-after-processing, retrying a batch the database refused, containing a batch that
 raises for good (message by message, the culprit handed to `on_poison`), giving up when it cannot
 get anywhere (`Stalled`), and SIGTERM.

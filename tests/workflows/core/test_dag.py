@@ -1,4 +1,4 @@
-"""Unit tests for workflows.dag: parsing, every validation error, large and random graphs."""
+"""Unit tests for workflows.core.dag: parsing, every validation error, large and random graphs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from workflows.dag import DagValidationError, FieldError, NodeSpec, WorkflowSpec, parse_workflow
-from workflows.retry import RetryPolicy
+from workflows.core.dag import DagValidationError, FieldError, NodeSpec, WorkflowSpec, parse_workflow
+from workflows.core.retry import RetryPolicy
 
 HANDLERS = {
     "input": "input",

@@ -14,16 +14,12 @@ from workers import tasks
 from workers.inputs import forget_inputs, read_count
 from workflows import kafka_io, services
 from workflows.conf import conf
-from workflows.limits import LimitExceeded, json_size
-from workflows.scheduler import (
-    Batch,
-    Scheduler,
-    check_payload,
-    is_transient,
-    resolved_config,
-    retry_until_done,
-)
-from workflows.templates import TemplateSizeError, resolve
+from workflows.core.limits import LimitExceeded, json_size
+from workflows.core.templates import TemplateSizeError, resolve
+from workflows.scheduler import apply
+from workflows.scheduler.batch import Batch
+from workflows.scheduler.effects import is_transient, retry_until_done
+from workflows.scheduler.payloads import check_payload, resolve_queued, resolved_config
 
 LARGE = {"text": "x" * 100_000}
 ONE_INPUT_NODE = {
@@ -144,8 +140,8 @@ def test_a_task_payload_no_longer_carries_the_workflow_input() -> None:
     )
     batch = Batch()
     with transaction.atomic():
-        Scheduler().start(str(execution.pk), batch)
-        Scheduler().resolve_queued(batch)
+        apply.start(str(execution.pk), batch)
+        resolve_queued(batch)
 
     [dispatch] = batch.dispatches
     assert "input" not in dispatch.payload

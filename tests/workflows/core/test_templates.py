@@ -1,4 +1,4 @@
-"""Unit tests for workflows.templates: finding, resolving and reporting `{{ node.path }}` templates."""
+"""Unit tests for workflows.core.templates: finding, resolving and reporting `{{ node.path }}` templates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.templates import (
+from workflows.core.templates import (
     TemplateRef,
     TemplateResolutionError,
     copy_json,

@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from workflows import reconciler, services
+from workflows import services
 from workflows.models import ExecutionStatus, NodeRun, NodeStatus, OutboxMessage
+from workflows.scheduler import reconciler
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from redis import RedisError
 
 from workflows import mirror
 from workflows.conf import conf
-from workflows.consumer_loop import Progress
+from workflows.scheduler.loop import Progress
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 1.0

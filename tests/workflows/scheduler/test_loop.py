@@ -10,9 +10,9 @@ from confluent_kafka import KafkaError, KafkaException
 from django.db import DatabaseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from workflows import scheduler
 from workflows.conf import conf
-from workflows.consumer_loop import STALLED_EXIT_CODE, ConsumerLoop, Stalled
+from workflows.scheduler import effects
+from workflows.scheduler.loop import STALLED_EXIT_CODE, ConsumerLoop, Stalled
 
 
 class RefusingConsumer:
@@ -50,14 +50,14 @@ def test_a_refused_offset_commit_leaves_the_scheduler_loop_running() -> None:
 def test_batch_effects_are_retried_while_redis_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mirror and the Celery queue share one Redis transaction after each batch; an
     unreachable Redis delays the batch's effects instead of ending the scheduler."""
-    monkeypatch.setattr(scheduler, "SEND_RETRY_BACKOFF_S", 0.01)
+    monkeypatch.setattr(effects, "SEND_RETRY_BACKOFF_S", 0.01)
     outage = [RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")] * 3
 
     def enqueue() -> None:
         if outage:
             raise outage.pop()
 
-    scheduler.retry_until_done(enqueue)
+    effects.retry_until_done(enqueue)
     assert not outage
 
 
@@ -127,7 +127,7 @@ def test_an_outage_longer_than_the_give_up_time_exits_non_zero_without_committin
 ) -> None:
     """A batch failing with retryable errors used to be retried in place forever, the scheduler
     alive but getting nowhere; now it exits for its supervisor to restart it."""
-    monkeypatch.setattr("workflows.consumer_loop.RETRY_BACKOFF_S", 0.01)
+    monkeypatch.setattr("workflows.scheduler.loop.RETRY_BACKOFF_S", 0.01)
     attempts: list[int] = []
 
     def database_down(messages: list[Consumed]) -> None:
@@ -155,7 +155,7 @@ def test_batch_effects_that_cannot_be_sent_for_the_give_up_time_exit_non_zero(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     """Effects that could not be sent used to be retried in place forever (a wedged scheduler)."""
-    monkeypatch.setattr(scheduler, "SEND_RETRY_BACKOFF_S", 0.01)
+    monkeypatch.setattr(effects, "SEND_RETRY_BACKOFF_S", 0.01)
     settings.WORKFLOWS = {**settings.WORKFLOWS, "SCHEDULER_GIVE_UP_SECONDS": "0.1"}
     conf.cache_clear()
     attempts: list[int] = []
@@ -166,7 +166,7 @@ def test_batch_effects_that_cannot_be_sent_for_the_give_up_time_exit_non_zero(
 
     try:
         with pytest.raises(Stalled) as stalled:
-            scheduler.retry_until_done(enqueue)
+            effects.retry_until_done(enqueue)
     finally:
         conf.cache_clear()
     assert stalled.value.code == STALLED_EXIT_CODE and len(attempts) > 1

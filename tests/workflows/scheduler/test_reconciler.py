@@ -4,7 +4,7 @@ import json
 import zlib
 
 from workflows import task_queue
-from workflows.reconciler import (
+from workflows.scheduler.reconciler import (
     EVERY_EXECUTION,
     OBSERVATION_GAP_S,
     Beat,

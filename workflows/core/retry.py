@@ -6,7 +6,7 @@ import math
 import random
 from dataclasses import dataclass, fields
 
-from workflows.templates import json_type
+from workflows.core.templates import json_type
 
 MAX_ATTEMPTS = 20
 MAX_BACKOFF_S = 3600.0

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from workflows import health, mirror, scheduler_heartbeat
+from workflows import health, mirror
 from workflows.conf import conf
-from workflows.consumer_loop import Progress
-from workflows.scheduler_heartbeat import HEARTBEAT_TTL_S, Heartbeat
+from workflows.scheduler import heartbeat as scheduler_heartbeat
+from workflows.scheduler.heartbeat import HEARTBEAT_TTL_S, Heartbeat
+from workflows.scheduler.loop import Progress
 
 HEARTBEAT_TEST_REDIS_DB = 13
 STALL_S = 30
