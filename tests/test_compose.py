@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from workflows.events import ALL_TOPICS
+from workflows.messages import ALL_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ROOT / "workflowsite" / "settings.py"

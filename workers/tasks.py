@@ -21,7 +21,8 @@ from workers.inputs import execution_input
 from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
 from workflows.dead_letters import DeadLetter
-from workflows.events import (
+from workflows.limits import size_problem
+from workflows.messages import (
     RUN_NODE_TASK,
     RUN_NODES_TASK,
     TASK_COMPLETE,
@@ -34,7 +35,6 @@ from workflows.events import (
     node_id_of,
     validate_task_payload,
 )
-from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
@@ -68,7 +68,7 @@ def run_node(self: Task, payload: dict[str, Any]) -> None:
 
 
 def well_formed(payloads: list[Any], worker: str) -> tuple[list[dict[str, Any]], list[TaskComplete]]:
-    """The payloads that keep the contract (workflows/events.py) and name a handler this worker
+    """The payloads that keep the contract (workflows/messages.py) and name a handler this worker
     has, and a FAILED report for each other one whose node it can name (execution, node,
     attempt): an unknown handler (a rolling deploy adding one), a bad config or timeout would
     otherwise leave its node QUEUED with nothing to show it lost. All the others are dead-lettered

@@ -12,7 +12,7 @@ from redis import RedisError
 
 from workflows import kafka_io, mirror
 from workflows.conf import conf
-from workflows.events import DEAD_LETTER, InvalidMessage
+from workflows.messages import DEAD_LETTER, InvalidMessage
 from workflows.metrics import DEAD_LETTERS, METRICS_KEY, field
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from workflows.conf import conf
-from workflows.events import ALL_TOPICS
+from workflows.messages import ALL_TOPICS
 
 logger = logging.getLogger(__name__)
 PRODUCER_FLUSH_TIMEOUT_S = 10.0

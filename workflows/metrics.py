@@ -38,7 +38,7 @@ from redis import RedisError
 
 from workflows import mirror, scheduler_heartbeat
 from workflows.conf import conf
-from workflows.events import TASK_COMPLETE, WORKFLOW_START
+from workflows.messages import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
 
 logger = logging.getLogger(__name__)

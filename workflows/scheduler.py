@@ -28,7 +28,8 @@ from workflows.conf import conf
 from workflows.consumer_loop import Stalled, retryable
 from workflows.dag import WorkflowSpec
 from workflows.dead_letters import DeadLetter
-from workflows.events import (
+from workflows.limits import LimitExceeded, json_size, over_limit
+from workflows.messages import (
     TASK_COMPLETE,
     TASK_DISPATCH,
     WORKFLOW_START,
@@ -39,7 +40,6 @@ from workflows.events import (
     encode,
     execution_id_of,
 )
-from workflows.limits import LimitExceeded, json_size, over_limit
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     Execution,

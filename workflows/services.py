@@ -12,8 +12,8 @@ from workflows import bulk, mirror, outbox
 from workflows.conf import conf
 from workflows.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.errors import WorkflowError
-from workflows.events import WORKFLOW_START, task_id
 from workflows.limits import size_problem
+from workflows.messages import WORKFLOW_START, task_id
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     RESETTABLE_NODE_STATUSES,

@@ -22,7 +22,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
 
 from workflows import mirror
-from workflows.events import RUN_NODES_TASK, bundle_task_id
+from workflows.messages import RUN_NODES_TASK, bundle_task_id
 from workflowsite.celery import app as celery_app
 
 ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"

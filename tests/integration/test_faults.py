@@ -32,7 +32,7 @@ from tests.integration.kafka_topics import (
     wait_consumed,
 )
 from workflows.devstack import ROOT, Stack, wait_until
-from workflows.events import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
+from workflows.messages import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
 from workflows.soak import completions, expected_outputs
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.kafka_topics import Record, kafka_config, publish, read_topic, topic, wait_consumed
 from workflows.devstack import Stack, wait_until
-from workflows.events import DEAD_LETTER, TASK_COMPLETE, WORKFLOW_START
+from workflows.messages import DEAD_LETTER, TASK_COMPLETE, WORKFLOW_START
 from workflows.task_queue import message
 
 HEALTH_DEADLINE_S = 60.0

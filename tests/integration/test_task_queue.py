@@ -19,7 +19,7 @@ from django.utils import timezone
 from workflows import kafka_io, metrics, mirror, scheduler, task_queue
 from workflows.conf import conf
 from workflows.devstack import TEST_REDIS_DB
-from workflows.events import RUN_NODES_TASK, task_id
+from workflows.messages import RUN_NODES_TASK, task_id
 from workflows.models import Execution, NodeRun
 from workflowsite.celery import app as celery_app
 

@@ -14,7 +14,7 @@ from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
 from workflows.conf import conf
 from workflows.devstack import TEST_REDIS_DB
-from workflows.events import TASK_COMPLETE
+from workflows.messages import TASK_COMPLETE
 
 DEADLINE_S = 30.0
 CLOSED_PORT = 1

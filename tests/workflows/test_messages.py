@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workflows.events import InvalidMessage, TaskComplete, WorkflowStart, decode, validate_task_payload
+from workflows.messages import InvalidMessage, TaskComplete, WorkflowStart, decode, validate_task_payload
 
 EXECUTION_ID = "0b6f7f3e-2c1d-4c55-9f5a-3b0b8e2c9f11"
 GOOD_REPORT: dict[str, Any] = {
