@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
 CLAIM_TRIES = 3
 CLAIM_BACKOFF_S = 0.2
+SIGNED_REQUEST = "workers.signed_request:SignedRequest"
 
 
 @worker_ready.connect
@@ -49,7 +50,7 @@ def connect_producer(**kwargs: object) -> None:
     kafka_io.warm_up()
 
 
-@shared_task(name=RUN_NODES_TASK, bind=True)
+@shared_task(name=RUN_NODES_TASK, bind=True, Request=SIGNED_REQUEST)
 def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     """A task carries one node, or several when the scheduler readied more at once than it
     spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
@@ -59,10 +60,11 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     execute(*well_formed(payloads, worker), worker)
 
 
-@shared_task(name=RUN_NODE_TASK, bind=True)
+@shared_task(name=RUN_NODE_TASK, bind=True, Request=SIGNED_REQUEST)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
-    """The one-node task of earlier versions: its messages still queued when workers are
-    upgraded run as a task of one node."""
+    """The one-node task of earlier versions, which were unsigned: its messages still queued when
+    workers are upgraded are refused (workers/signed_request.py), and their nodes run again once
+    the reconciler finds that nothing carries them."""
     worker = self.request.hostname or socket.gethostname()
     execute(*well_formed([payload], worker), worker)
 

@@ -15,6 +15,8 @@ REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
 # A worker is dead after this many heartbeat periods without a change, at the least: one late beat
 # (a slow host, a Redis reconnect) must not be enough.
 MIN_HEARTBEATS_BEFORE_DEAD = 3
+# Shorter signing keys are refused: a short secret can be found from one signed message.
+MIN_SIGNING_KEY_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class EngineConf:
     max_abandoned_handlers: int
     worker_heartbeat_seconds: float
     worker_dead_after_seconds: float
+    signing_key: bytes
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -79,6 +82,7 @@ def conf() -> EngineConf:
         max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
         worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
+        signing_key=signing_key(raw["SIGNING_KEY"]),
     )
     check_size_limits(engine)
     check_liveness(engine)
@@ -150,3 +154,14 @@ def positive(name: str, text: object) -> float:
     if not 0 < value < float("inf"):
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value
+
+
+def signing_key(text: str) -> bytes:
+    """The key of the messages' signatures (workflows/signatures.py): unset or short, anyone who
+    can write to Kafka or Redis could forge a report or a task."""
+    if len(text) < MIN_SIGNING_KEY_CHARS:
+        raise ImproperlyConfigured(
+            f"WORKFLOW_SIGNING_KEY must be set to a secret of at least {MIN_SIGNING_KEY_CHARS} characters, "
+            "the same for every scheduler and worker (it signs their messages to one another)"
+        )
+    return text.encode()

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workflows import signatures
 from workflows.conf import conf
 from workflows.messages import ALL_TOPICS
 
@@ -111,7 +112,11 @@ class Publication:
             self.unacknowledged[number] = message
             try:
                 self.client.produce(
-                    conf().topic(topic), key=key, value=value, on_delivery=partial(self.delivered, number)
+                    conf().topic(topic),
+                    key=key,
+                    value=value,
+                    headers=signatures.header(topic, value),
+                    on_delivery=partial(self.delivered, number),
                 )
             except BaseException:
                 del self.unacknowledged[number]

@@ -18,6 +18,8 @@ ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE, DEAD_LETTER)
 RUN_NODES_TASK = "workers.run_nodes"
 RUN_NODE_TASK = "workers.run_node"  # the one-node task of earlier versions, still accepted
 REPORT_STATUSES = ("COMPLETED", "FAILED")
+# The header of every Kafka message and Celery task the engine sends: its HMAC (workflows/signatures.py).
+SIGNATURE_HEADER = "workflow_signature"
 _MISSING = object()
 
 

@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from redis import RedisError
 from redis.exceptions import ResponseError
 
-from workflows import bulk, dead_letters, kafka_io, metrics, mirror, outbox, task_queue
+from workflows import bulk, dead_letters, kafka_io, metrics, mirror, outbox, signatures, task_queue
 from workflows.conf import conf
 from workflows.consumer_loop import Stalled, retryable
 from workflows.dag import WorkflowSpec
@@ -355,8 +355,9 @@ class Scheduler:
         start_topic = conf().topic(WORKFLOW_START)
         for message in messages:
             try:
-                data = decode(message.value())
-                if message.topic() == start_topic:
+                topic = WORKFLOW_START if message.topic() == start_topic else TASK_COMPLETE
+                data = decode(signatures.verified(topic, message.value(), message.headers()))
+                if topic == WORKFLOW_START:
                     starts.append(WorkflowStart.from_json(data).execution_id)
                 else:
                     reports.append(TaskComplete.from_json(data))

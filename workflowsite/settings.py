@@ -1,7 +1,7 @@
 """Settings from the environment, with development defaults (SQLite, Redis and Kafka on 127.0.0.1).
 
-Production (`DJANGO_ENV=production`) fails closed: no default secret, DEBUG off, hosts required,
-and an API token for writes unless anonymous writes are allowed explicitly.
+Production (`DJANGO_ENV=production`) fails closed: no default secret or signing key, DEBUG off,
+hosts required, and an API token for writes unless anonymous writes are allowed explicitly.
 """
 
 import os
@@ -12,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+# Signs the messages schedulers and workers send one another; production has no default.
+DEV_SIGNING_KEY = "dev-only-insecure-signing-key-change-me"
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -27,6 +29,7 @@ def env_list(name: str, default: str) -> list[str]:
 
 PRODUCTION = os.environ.get("DJANGO_ENV", "development") == "production"
 SECRET_KEY = os.environ.get("SECRET_KEY", "" if PRODUCTION else DEV_SECRET_KEY)
+SIGNING_KEY = os.environ.get("WORKFLOW_SIGNING_KEY", "" if PRODUCTION else DEV_SIGNING_KEY)
 DEBUG = env_bool("DEBUG", False)  # off by default: debug mode records every query in memory
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,[::1],testserver")
 
@@ -37,6 +40,10 @@ if PRODUCTION:
         raise ImproperlyConfigured("DJANGO_ENV=production refuses DEBUG=true")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ENV=production needs ALLOWED_HOSTS")
+    if len(SIGNING_KEY) < 32 or "change-me" in SIGNING_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs WORKFLOW_SIGNING_KEY set to a real secret (32+ chars)"
+        )
 
 # API writes (POST, PUT, PATCH, DELETE) need this token (`Authorization: Bearer <token>`) or a staff
 # session; unset means open writes, which production refuses unless explicitly allowed.
@@ -212,6 +219,7 @@ WORKFLOWS = {
     "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
     "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
     "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
+    "SIGNING_KEY": SIGNING_KEY,
 }
 
 LOGGING = {

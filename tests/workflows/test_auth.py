@@ -208,6 +208,7 @@ PRODUCTION_READY = {
     "SECRET_KEY": "a-real-secret-of-more-than-thirty-two-characters-0123456789",
     "ALLOWED_HOSTS": "api.example.com",
     "WORKFLOWS_API_TOKEN": TOKEN,
+    "WORKFLOW_SIGNING_KEY": "another-real-secret-of-more-than-thirty-two-characters",
 }
 SETTINGS_VARIABLES = {
     *PRODUCTION_READY,
@@ -239,6 +240,8 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ({"SECRET_KEY": "change-me-in-production-change-me-in-production"}, "needs SECRET_KEY"),
         ({"DEBUG": "true"}, "refuses DEBUG=true"),
         ({"ALLOWED_HOSTS": None}, "needs ALLOWED_HOSTS"),
+        ({"WORKFLOW_SIGNING_KEY": None}, "needs WORKFLOW_SIGNING_KEY"),
+        ({"WORKFLOW_SIGNING_KEY": "dev-only-insecure-signing-key-change-me"}, "needs WORKFLOW_SIGNING_KEY"),
         ({"WORKFLOWS_API_TOKEN": None}, "needs WORKFLOWS_API_TOKEN"),
         ({"WORKFLOWS_API_TOKEN": "  "}, "needs WORKFLOWS_API_TOKEN"),
         (
