@@ -63,7 +63,7 @@ def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
 @shared_task(name=RUN_NODE_TASK, bind=True, Request=SIGNED_REQUEST)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions, which were unsigned: its messages still queued when
-    workers are upgraded are refused (workers/signed_request.py), and their nodes run again once
+    workers are upgraded are refused (workers/signed_request.py), and their nodes run again when
     the reconciler finds that nothing carries them."""
     worker = self.request.hostname or socket.gethostname()
     execute(*well_formed([payload], worker), worker)
