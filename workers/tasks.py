@@ -28,6 +28,7 @@ from workflows.messages import (
     TASK_COMPLETE,
     InvalidMessage,
     TaskComplete,
+    TaskPayload,
     attempt_of,
     decode,
     encode,
@@ -69,7 +70,7 @@ def run_node(self: Task, payload: dict[str, Any]) -> None:
     execute(*well_formed([payload], worker), worker)
 
 
-def well_formed(payloads: list[Any], worker: str) -> tuple[list[dict[str, Any]], list[TaskComplete]]:
+def well_formed(payloads: list[Any], worker: str) -> tuple[list[TaskPayload], list[TaskComplete]]:
     """The payloads that keep the contract (workflows/messages.py) and name a handler this worker
     has, and a FAILED report for each other one whose node it can name (execution, node,
     attempt): an unknown handler (a rolling deploy adding one), a bad config or timeout would
@@ -77,13 +78,14 @@ def well_formed(payloads: list[Any], worker: str) -> tuple[list[dict[str, Any]],
     too, and the task goes on with the rest and returns normally, so that it is acknowledged
     rather than redelivered."""
     known = handler_names()
-    good, refused, failures = [], [], []
+    good: list[TaskPayload] = []
+    refused, failures = [], []
     for payload in payloads:
         try:
-            validate_task_payload(payload)
-            if payload["handler"] not in known:
-                raise InvalidMessage("unknown_handler", f"no handler named {payload['handler'][:80]!r} here")
-            good.append(payload)
+            checked = validate_task_payload(payload)
+            if checked["handler"] not in known:
+                raise InvalidMessage("unknown_handler", f"no handler named {checked['handler'][:80]!r} here")
+            good.append(checked)
         except InvalidMessage as exc:
             refused.append(refused_payload(payload, exc))
             failure = refusal_report(payload, exc, worker)
@@ -119,7 +121,7 @@ def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
     )
 
 
-def execute(payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], worker: str) -> None:
+def execute(payloads: list[TaskPayload], failures: Sequence[TaskComplete], worker: str) -> None:
     """Run the nodes concurrently and report each outcome to task.complete as it comes, with the
     failures of the refused payloads; return (so that Celery acknowledges the task) only once
     Kafka has acknowledged every report. If the reports cannot be made, the claimed attempts stay
@@ -141,7 +143,7 @@ def execute(payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], wo
 
 
 def report_all(
-    payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], started_at: str, worker: str
+    payloads: list[TaskPayload], failures: Sequence[TaskComplete], started_at: str, worker: str
 ) -> None:
     """Run the claimed nodes; the heartbeat tells each finished handler from one still running.
     An error escaping the run (a thread that cannot start, say) fails the nodes not reported yet
@@ -180,7 +182,7 @@ def report_all(
     retire_if_too_many_abandoned()
 
 
-def context(payload: dict[str, Any]) -> NodeContext:
+def context(payload: TaskPayload) -> NodeContext:
     """The handler's view of a payload. The workflow input is read from the database when a
     handler first asks for it (once per execution in this process); tasks queued before it
     stopped travelling in payloads still carry it."""
@@ -198,7 +200,7 @@ def context(payload: dict[str, Any]) -> NodeContext:
     )
 
 
-def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> list[dict[str, Any]]:
+def claimed(payloads: list[TaskPayload], started_at: str, worker: str) -> list[TaskPayload]:
     """The payloads whose nodes this worker may run: the mirror marks them RUNNING, and refuses
     those cancelled or claimed already (a task delivered twice)."""
     claims = [

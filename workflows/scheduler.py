@@ -35,8 +35,10 @@ from workflows.messages import (
     WORKFLOW_START,
     InvalidMessage,
     TaskComplete,
+    TaskPayload,
     WorkflowStart,
     decode,
+    dispatch_of,
     encode,
     execution_id_of,
 )
@@ -108,7 +110,7 @@ def is_transient(exc: RedisError | KafkaException) -> bool:
 class Dispatch:
     """A node to hand to a worker once the batch's transaction has committed."""
 
-    payload: dict[str, Any]
+    payload: TaskPayload
     countdown_s: float = 0.0
 
 
@@ -521,7 +523,7 @@ class Scheduler:
         except (TemplateResolutionError, LimitExceeded) as exc:
             self.give_up(execution, node, str(exc), batch)
             return
-        payload = {
+        payload: TaskPayload = {
             "execution_id": str(execution.pk),
             "node_id": node.node_id,
             "position": node.position,
@@ -580,7 +582,7 @@ class Scheduler:
         if batch.dispatches:
             self.announce([dispatch.payload for dispatch in batch.dispatches])
 
-    def announce(self, payloads: list[dict[str, Any]]) -> None:
+    def announce(self, payloads: list[TaskPayload]) -> None:
         """Publish the task.dispatch announcements in one flush. Those Kafka refuses for good are
         sent again one by one (the broker refuses a whole request for one message in it), and
         the nodes of those refused again fail."""
@@ -597,7 +599,7 @@ class Scheduler:
                 failures.append((payloads[index], error))
         self.fail_refused(failures)
 
-    def fail_refused(self, refused: list[tuple[dict[str, Any], str]]) -> None:
+    def fail_refused(self, refused: list[tuple[TaskPayload, str]]) -> None:
         """Fail, in a follow-up transaction, the node attempts whose effects were refused for good
         (and so their executions); an attempt reported or superseded meanwhile is left alone."""
         if not refused:
@@ -619,9 +621,9 @@ class Scheduler:
         self.run(apply)
 
 
-def announcement(payload: dict[str, Any]) -> tuple[str, str, bytes]:
+def announcement(payload: TaskPayload) -> tuple[str, str, bytes]:
     """The task.dispatch message of a dispatched node."""
-    return (TASK_DISPATCH, payload["execution_id"], encode({key: payload[key] for key in ANNOUNCED}))
+    return (TASK_DISPATCH, payload["execution_id"], encode(dispatch_of(payload)))
 
 
 def mirror_and_enqueue(
@@ -674,9 +676,6 @@ def once(
         if isinstance(reply, Exception):
             logger.error("Redis refused a command of a batch's transaction: %s", reply)
     return replies
-
-
-ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
 
 
 def queue_entries(batch: Batch, spread: int) -> list[str]:

@@ -12,7 +12,6 @@ import base64
 import uuid
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -22,7 +21,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
 
 from workflows import mirror, signatures
-from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, bundle_task_id
+from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, TaskPayload, bundle_task_id
 from workflowsite.celery import app as celery_app
 
 ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"
@@ -46,7 +45,7 @@ def queue_key() -> str:
     return f"{prefix}{celery_app.conf.task_default_queue}"
 
 
-def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
+def message(payloads: list[TaskPayload], countdown_s: float = 0.0) -> str:
     """The queue entry for a task running these node attempts: what `send_task(RUN_NODES_TASK,
     args=[payloads], task_id=..., countdown=..., ignore_result=True, headers={SIGNATURE_HEADER:
     ...})` would push, signed over its body's bytes; the log shows the id, not the payloads."""
