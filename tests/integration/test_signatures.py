@@ -6,14 +6,15 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any
+from collections.abc import Iterator
 
+import pytest
 import redis
 import requests
 
 from tests.integration.kafka_topics import Record, publish, read_topic, topic, wait_consumed
-from tests.integration.test_poison import DIAMOND, counted, dead_letters
-from workflows.devstack import Stack, wait_until
+from tests.integration.test_poison import DIAMOND, counted, dead_letters, node_payload
+from workflows.devstack import Stack, start_stack, wait_until
 from workflows.messages import SIGNATURE_HEADER, TASK_COMPLETE
 from workflows.task_queue import message
 
@@ -49,6 +50,14 @@ def forged_report(execution_id: str) -> bytes:
     ).encode()
 
 
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """A stack of this module's own: the session's counts its dead letters exactly (test_poison.py)."""
+    running = start_stack()
+    yield running
+    running.close()
+
+
 def test_a_forged_report_is_dead_lettered_and_the_real_one_completes_the_node(stack: Stack) -> None:
     """Without signatures the scheduler takes the forged COMPLETED report of the running node:
     the node completes with the forger's output before its handler has returned."""
@@ -82,16 +91,7 @@ def test_a_forged_task_is_dead_lettered_without_running_its_handler(stack: Stack
     """Without signatures the worker runs whatever task is pushed to its queue: the ledger shows
     the forged nodes' handlers invoked and task.complete their reports."""
     execution_id = stack.submit(DIAMOND)  # untriggered: the genuine task's report changes nothing
-    payload: dict[str, Any] = {
-        "execution_id": execution_id,
-        "node_id": "A",
-        "position": 0,
-        "attempt": 1,
-        "handler": "input",
-        "config": {"topic": "dogs"},
-        "upstream": {},
-        "timeout_seconds": 30,
-    }
+    payload = node_payload(execution_id)
     no_signature = json.loads(message([{**payload, "node_id": "B"}]))
     del no_signature["headers"][SIGNATURE_HEADER]
     tampered = json.loads(message([{**payload, "node_id": "C"}]))
