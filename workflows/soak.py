@@ -30,6 +30,7 @@ from django.conf import settings
 
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
 from workers.ledger import beyond_at_least_once
+from workflows import signatures
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from workflows.messages import TASK_COMPLETE
@@ -518,8 +519,10 @@ class Soak:
         producer = Producer({"bootstrap.servers": bootstrap, "error_cb": ignore_kafka_error})
         topic = f"{env['KAFKA_TOPIC_PREFIX']}{TASK_COMPLETE}"
         reports = malformed_reports(execution)
-        for value in reports:
-            producer.produce(topic, key=execution.encode(), value=value)
+        for value in reports:  # signed, so that the scheduler checks their fields, not only the signature
+            producer.produce(
+                topic, key=execution.encode(), value=value, headers=signatures.header(TASK_COMPLETE, value)
+            )
         if producer.flush(KAFKA_FLUSH_S):
             return "could not publish the malformed reports (Kafka did not acknowledge them)"
         deadline = time.monotonic() + MALFORMED_WATCH_S
