@@ -55,6 +55,7 @@ def connect_producer(**kwargs: object) -> None:
 def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     """A task carries one node, or several when the scheduler readied more at once than it
     spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
+    refuse_unless_received(self)
     if not isinstance(payloads, list):
         payloads = [payloads]  # refused below, unless it is one payload
     worker = self.request.hostname or socket.gethostname()
@@ -66,8 +67,17 @@ def run_node(self: Task, payload: dict[str, Any]) -> None:
     """The one-node task of earlier versions, which were unsigned: its messages still queued when
     workers are upgraded are refused (workers/signed_request.py), and their nodes run again when
     the reconciler finds that nothing carries them."""
+    refuse_unless_received(self)
     worker = self.request.hostname or socket.gethostname()
     execute(*well_formed([payload], worker), worker)
+
+
+def refuse_unless_received(task: Task) -> None:
+    """Run nodes only for a task received as such, whose signature the worker checked
+    (workers/signed_request.py): Celery's built-in `celery.map` and `celery.starmap` call the
+    task they name in-process, so a forged one of those would run forged nodes unchecked."""
+    if task.request.called_directly:
+        raise PermissionError(f"{task.name} runs only as a signed task of its own, not called by another")
 
 
 def well_formed(payloads: list[Any], worker: str) -> tuple[list[TaskPayload], list[TaskComplete]]:

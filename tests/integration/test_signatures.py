@@ -15,8 +15,9 @@ import requests
 from tests.integration.kafka_topics import Record, publish, read_topic, topic, wait_consumed
 from tests.integration.test_poison import DIAMOND, counted, dead_letters, node_payload
 from workflows.devstack import Stack, start_stack, wait_until
-from workflows.messages import SIGNATURE_HEADER, TASK_COMPLETE
+from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, TASK_COMPLETE
 from workflows.task_queue import message
+from workflowsite.celery import app as celery_app
 
 OTHER_KEY = b"a-key-the-engine-does-not-hold-0123456789"
 FORGED_OUTPUT = {"forged": True}
@@ -139,3 +140,27 @@ def reported_nodes(stack: Stack, execution_id: str) -> list[str]:
 
 def forged_letters(stack: Stack, source: str, execution_id: str) -> list[Record]:
     return [letter for letter in dead_letters(stack, source) if execution_id.encode() in letter.value]
+
+
+def test_a_forged_celery_map_cannot_run_the_node_task_in_process(stack: Stack) -> None:
+    """Celery's built-in `celery.map` is no node task, so no signature is asked of it, and it calls
+    the task it names in-process: without the guard in run_nodes it runs the forged node."""
+    execution_id = stack.submit(DIAMOND)
+    forged = {**node_payload(execution_id), "node_id": "B"}
+    node_task = {"task": RUN_NODES_TASK, "args": [], "kwargs": {}, "options": {}, "immutable": False}
+    broker_url = stack.env.get("CELERY_BROKER_URL") or stack.env["REDIS_URL"]
+    with celery_app.connection_for_write(broker_url) as connection:
+        celery_app.send_task(
+            "celery.map",
+            args=[node_task, [[forged]]],
+            queue=stack.env["CELERY_QUEUE"],
+            producer=celery_app.amqp.Producer(connection),
+            ignore_result=True,
+        )
+    redis.Redis.from_url(broker_url).lpush(stack.env["CELERY_QUEUE"], message([node_payload(execution_id)]))
+
+    wait_until(lambda: reported_nodes(stack, execution_id), 60, "the genuine task's report")
+    assert [(i.node_id, i.handler) for i in stack.invocations() if i.execution_id == execution_id] == [
+        ("A", "input")
+    ]
+    assert reported_nodes(stack, execution_id) == ["A"]
