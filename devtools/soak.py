@@ -31,9 +31,10 @@ from django.conf import settings
 from devtools.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from devtools.ledger import beyond_at_least_once
 from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
+from workflows import signatures
 from workflows.core.dag import WorkflowSpec, parse_workflow
 from workflows.core.templates import resolve
-from workflows.events import TASK_COMPLETE
+from workflows.messages import TASK_COMPLETE
 
 FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")
 WORKERS = ("worker", "worker2")
@@ -513,8 +514,10 @@ class Soak:
         producer = Producer({"bootstrap.servers": bootstrap, "error_cb": ignore_kafka_error})
         topic = f"{env['KAFKA_TOPIC_PREFIX']}{TASK_COMPLETE}"
         reports = malformed_reports(execution)
-        for value in reports:
-            producer.produce(topic, key=execution.encode(), value=value)
+        for value in reports:  # signed, so that the scheduler checks their fields, not only the signature
+            producer.produce(
+                topic, key=execution.encode(), value=value, headers=signatures.header(TASK_COMPLETE, value)
+            )
         if producer.flush(KAFKA_FLUSH_S):
             return "could not publish the malformed reports (Kafka did not acknowledge them)"
         deadline = time.monotonic() + MALFORMED_WATCH_S

@@ -22,12 +22,13 @@ from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
 from workflows.core.limits import size_problem
 from workflows.dead_letters import DeadLetter
-from workflows.events import (
+from workflows.messages import (
     RUN_NODE_TASK,
     RUN_NODES_TASK,
     TASK_COMPLETE,
     InvalidMessage,
     TaskComplete,
+    TaskPayload,
     attempt_of,
     decode,
     encode,
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
 CLAIM_TRIES = 3
 CLAIM_BACKOFF_S = 0.2
+SIGNED_REQUEST = "workers.signed_request:SignedRequest"
 
 
 @worker_ready.connect
@@ -49,39 +51,51 @@ def connect_producer(**kwargs: object) -> None:
     kafka_io.warm_up()
 
 
-@shared_task(name=RUN_NODES_TASK, bind=True)
+@shared_task(name=RUN_NODES_TASK, bind=True, Request=SIGNED_REQUEST)
 def run_nodes(self: Task, payloads: list[dict[str, Any]]) -> None:
     """A task carries one node, or several when the scheduler readied more at once than it
     spreads over separate tasks (WORKFLOW_MIN_TASKS_PER_BATCH)."""
+    refuse_unless_received(self)
     if not isinstance(payloads, list):
         payloads = [payloads]  # refused below, unless it is one payload
     worker = self.request.hostname or socket.gethostname()
     execute(*well_formed(payloads, worker), worker)
 
 
-@shared_task(name=RUN_NODE_TASK, bind=True)
+@shared_task(name=RUN_NODE_TASK, bind=True, Request=SIGNED_REQUEST)
 def run_node(self: Task, payload: dict[str, Any]) -> None:
-    """The one-node task of earlier versions: its messages still queued when workers are
-    upgraded run as a task of one node."""
+    """The one-node task of earlier versions, which were unsigned: its messages still queued when
+    workers are upgraded are refused (workers/signed_request.py), and their nodes run again when
+    the reconciler finds that nothing carries them."""
+    refuse_unless_received(self)
     worker = self.request.hostname or socket.gethostname()
     execute(*well_formed([payload], worker), worker)
 
 
-def well_formed(payloads: list[Any], worker: str) -> tuple[list[dict[str, Any]], list[TaskComplete]]:
-    """The payloads that keep the contract (workflows/events.py) and name a handler this worker
+def refuse_unless_received(task: Task) -> None:
+    """Run nodes only for a task received as such, whose signature the worker checked
+    (workers/signed_request.py): Celery's built-in `celery.map` and `celery.starmap` call the
+    task they name in-process, so a forged one of those would run forged nodes unchecked."""
+    if task.request.called_directly:
+        raise PermissionError(f"{task.name} runs only as a signed task of its own, not called by another")
+
+
+def well_formed(payloads: list[Any], worker: str) -> tuple[list[TaskPayload], list[TaskComplete]]:
+    """The payloads that keep the contract (workflows/messages.py) and name a handler this worker
     has, and a FAILED report for each other one whose node it can name (execution, node,
     attempt): an unknown handler (a rolling deploy adding one), a bad config or timeout would
     otherwise leave its node QUEUED with nothing to show it lost. All the others are dead-lettered
     too, and the task goes on with the rest and returns normally, so that it is acknowledged
     rather than redelivered."""
     known = handler_names()
-    good, refused, failures = [], [], []
+    good: list[TaskPayload] = []
+    refused, failures = [], []
     for payload in payloads:
         try:
-            validate_task_payload(payload)
-            if payload["handler"] not in known:
-                raise InvalidMessage("unknown_handler", f"no handler named {payload['handler'][:80]!r} here")
-            good.append(payload)
+            checked = validate_task_payload(payload)
+            if checked["handler"] not in known:
+                raise InvalidMessage("unknown_handler", f"no handler named {checked['handler'][:80]!r} here")
+            good.append(checked)
         except InvalidMessage as exc:
             refused.append(refused_payload(payload, exc))
             failure = refusal_report(payload, exc, worker)
@@ -117,7 +131,7 @@ def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
     )
 
 
-def execute(payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], worker: str) -> None:
+def execute(payloads: list[TaskPayload], failures: Sequence[TaskComplete], worker: str) -> None:
     """Run the nodes concurrently and report each outcome to task.complete as it comes, with the
     failures of the refused payloads; return (so that Celery acknowledges the task) only once
     Kafka has acknowledged every report. If the reports cannot be made, the claimed attempts stay
@@ -139,7 +153,7 @@ def execute(payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], wo
 
 
 def report_all(
-    payloads: list[dict[str, Any]], failures: Sequence[TaskComplete], started_at: str, worker: str
+    payloads: list[TaskPayload], failures: Sequence[TaskComplete], started_at: str, worker: str
 ) -> None:
     """Run the claimed nodes; the heartbeat tells each finished handler from one still running.
     An error escaping the run (a thread that cannot start, say) fails the nodes not reported yet
@@ -178,7 +192,7 @@ def report_all(
     retire_if_too_many_abandoned()
 
 
-def context(payload: dict[str, Any]) -> NodeContext:
+def context(payload: TaskPayload) -> NodeContext:
     """The handler's view of a payload. The workflow input is read from the database when a
     handler first asks for it (once per execution in this process); tasks queued before it
     stopped travelling in payloads still carry it."""
@@ -196,7 +210,7 @@ def context(payload: dict[str, Any]) -> NodeContext:
     )
 
 
-def claimed(payloads: list[dict[str, Any]], started_at: str, worker: str) -> list[dict[str, Any]]:
+def claimed(payloads: list[TaskPayload], started_at: str, worker: str) -> list[TaskPayload]:
     """The payloads whose nodes this worker may run: the mirror marks them RUNNING, and refuses
     those cancelled or claimed already (a task delivered twice)."""
     claims = [

@@ -18,6 +18,8 @@ REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
 MIN_HEARTBEATS_BEFORE_DEAD = 3
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Shorter signing keys are refused: a short secret can be found from one signed message.
+MIN_SIGNING_KEY_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class EngineConf:
     worker_dead_after_seconds: float
     retention_days: int
     mirror_ttl_seconds: int
+    signing_key: bytes
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -96,6 +99,7 @@ def conf() -> EngineConf:
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
         retention_days=at_least_one("RETENTION_DAYS", raw["RETENTION_DAYS"]),
         mirror_ttl_seconds=at_least_one("MIRROR_TTL_SECONDS", raw["MIRROR_TTL_SECONDS"]),
+        signing_key=signing_key(raw["SIGNING_KEY"]),
     )
     check_size_limits(engine)
     check_liveness(engine)
@@ -197,3 +201,14 @@ def positive(name: str, text: object) -> float:
     if not 0 < value < float("inf"):
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value
+
+
+def signing_key(text: str) -> bytes:
+    """The key of the messages' signatures (workflows/signatures.py): unset or short, anyone who
+    can write to Kafka or Redis could forge a report or a task."""
+    if len(text) < MIN_SIGNING_KEY_CHARS:
+        raise ImproperlyConfigured(
+            f"WORKFLOW_SIGNING_KEY must be set to a secret of at least {MIN_SIGNING_KEY_CHARS} characters, "
+            "the same for every scheduler and worker (it signs their messages to one another)"
+        )
+    return text.encode()

@@ -12,11 +12,10 @@ from redis import RedisError
 
 from workflows import kafka_io, mirror
 from workflows.conf import conf
-from workflows.events import DEAD_LETTER, InvalidMessage
+from workflows.messages import DEAD_LETTER, DEAD_LETTER_HEADER_PREFIX, InvalidMessage
 from workflows.metrics import DEAD_LETTERS, METRICS_KEY, field
 
 logger = logging.getLogger(__name__)
-HEADER_PREFIX = "dead_letter."
 FLUSH_TIMEOUT_S = 10.0
 # A value the broker took may still be too large to send again with the headers added (producer
 # message.max.bytes, 1,000,000): such a letter keeps its first MAX_VALUE_BYTES and says so.
@@ -65,7 +64,7 @@ class DeadLetter:
         }
         if self.value is not None and len(self.value) > MAX_VALUE_BYTES:
             facts["truncated_from_bytes"] = str(len(self.value))
-        return [(HEADER_PREFIX + name, value.encode()) for name, value in facts.items()]
+        return [(DEAD_LETTER_HEADER_PREFIX + name, value.encode()) for name, value in facts.items()]
 
 
 def send(letters: Sequence[DeadLetter], timeout_s: float = FLUSH_TIMEOUT_S) -> None:

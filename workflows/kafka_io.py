@@ -10,9 +10,10 @@ from functools import partial
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workflows import signatures
 from workflows.clients import kafka_config
 from workflows.conf import conf
-from workflows.events import ALL_TOPICS
+from workflows.messages import ALL_TOPICS
 
 logger = logging.getLogger(__name__)
 PRODUCER_FLUSH_TIMEOUT_S = 10.0
@@ -96,7 +97,11 @@ class Publication:
             self.unacknowledged[number] = message
             try:
                 self.client.produce(
-                    conf().topic(topic), key=key, value=value, on_delivery=partial(self.delivered, number)
+                    conf().topic(topic),
+                    key=key,
+                    value=value,
+                    headers=signatures.header(topic, value),
+                    on_delivery=partial(self.delivered, number),
                 )
             except BaseException:
                 del self.unacknowledged[number]

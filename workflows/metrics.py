@@ -39,7 +39,7 @@ from redis import RedisError
 from workflows import mirror
 from workflows.clients import kafka_config, redis_client
 from workflows.conf import conf
-from workflows.events import TASK_COMPLETE, WORKFLOW_START
+from workflows.messages import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
 from workflows.scheduler import heartbeat as scheduler_heartbeat
 

@@ -8,7 +8,7 @@ relay holds no lock while it talks to Kafka.
 import logging
 
 from workflows import kafka_io
-from workflows.events import encode
+from workflows.messages import encode
 from workflows.models import OutboxMessage
 
 logger = logging.getLogger(__name__)

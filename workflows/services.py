@@ -13,7 +13,7 @@ from workflows.conf import conf
 from workflows.core.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.core.limits import size_problem
 from workflows.errors import WorkflowError
-from workflows.events import WORKFLOW_START, task_id
+from workflows.messages import WORKFLOW_START, task_id
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     RESETTABLE_NODE_STATUSES,

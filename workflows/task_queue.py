@@ -12,7 +12,6 @@ import base64
 import uuid
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -21,9 +20,9 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
 
-from workflows import mirror
+from workflows import mirror, signatures
 from workflows.clients import redis_client
-from workflows.events import RUN_NODES_TASK, bundle_task_id
+from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, TaskPayload, bundle_task_id
 from workflowsite.celery import app as celery_app
 
 ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"
@@ -47,10 +46,10 @@ def queue_key() -> str:
     return f"{prefix}{celery_app.conf.task_default_queue}"
 
 
-def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
+def message(payloads: list[TaskPayload], countdown_s: float = 0.0) -> str:
     """The queue entry for a task running these node attempts: what `send_task(RUN_NODES_TASK,
-    args=[payloads], task_id=..., countdown=..., ignore_result=True)` would push; the log shows
-    the id, not the payloads."""
+    args=[payloads], task_id=..., countdown=..., ignore_result=True, headers={SIGNATURE_HEADER:
+    ...})` would push, signed over its body's bytes; the log shows the id, not the payloads."""
     identifier = bundle_task_id(payloads)
     headers, properties, body, _ = celery_app.amqp.as_task_v2(
         identifier,
@@ -64,6 +63,8 @@ def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
         origin=ORIGIN,
     )
     content_type, content_encoding, data = serialize(body, serializer="json")
+    encoded = data.encode()
+    headers[SIGNATURE_HEADER] = signatures.sign(RUN_NODES_TASK, encoded)
     properties.update(
         argsrepr=identifier,
         kwargsrepr="{}",
@@ -75,7 +76,7 @@ def message(payloads: list[dict[str, Any]], countdown_s: float = 0.0) -> str:
     )
     return to_json(
         {
-            "body": base64.b64encode(data.encode()).decode(),
+            "body": base64.b64encode(encoded).decode(),
             "content-encoding": content_encoding,
             "content-type": content_type,
             "headers": headers,

@@ -2,13 +2,14 @@
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from devtools.devstack import Stack, ignore_kafka_error, wait_until
+from workflows import signatures
 from workflows.conf import conf
 
 PARTITIONS = 3  # start_stack creates the topics with three partitions
@@ -32,6 +33,14 @@ def kafka_config(stack: Stack) -> dict[str, Any]:
         "log_level": 0,
         "error_cb": ignore_kafka_error,
     }
+
+
+def signed(name: str, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers the engine's producers send (the stacks share the tests' WORKFLOW_SIGNING_KEY)."""
+    return signatures.header(name, value)
+
+
+Headers = Callable[[str, bytes], list[tuple[str, bytes]]]
 
 
 def topic(stack: Stack, name: str) -> str:
@@ -72,8 +81,11 @@ def read_topic(stack: Stack, name: str) -> list[Record]:
         consumer.close()
 
 
-def publish(stack: Stack, name: str, messages: Iterable[tuple[str, bytes]]) -> dict[int, int]:
-    """Produce (key, value) messages straight to a topic; return the last offset per partition."""
+def publish(
+    stack: Stack, name: str, messages: Iterable[tuple[str, bytes]], headers: Headers = signed
+) -> dict[int, int]:
+    """Produce (key, value) messages straight to a topic, signed as the engine signs them unless
+    `headers` makes others from (logical topic, value); return the last offset per partition."""
     producer = Producer(kafka_config(stack))
     delivered: list[tuple[KafkaError | None, int, int]] = []
     for key, value in messages:
@@ -81,6 +93,7 @@ def publish(stack: Stack, name: str, messages: Iterable[tuple[str, bytes]]) -> d
             topic(stack, name),
             key=key,
             value=value,
+            headers=headers(name, value),
             on_delivery=lambda error, message: delivered.append(
                 (error, message.partition(), message.offset())
             ),

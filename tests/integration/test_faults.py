@@ -33,7 +33,7 @@ from tests.integration.kafka_topics import (
     topic,
     wait_consumed,
 )
-from workflows.events import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
+from workflows.messages import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POLL_S = 0.5

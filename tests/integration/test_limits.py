@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from devtools.devstack import Stack
-from workflows.events import TASK_DISPATCH
+from workflows.messages import TASK_DISPATCH
 
 # A 200,000-character prompt: the mock LLM's output holds it twice (about 400 KB), under the
 # 512 KiB output limit, and the config that carries it is under the 256 KiB config limit.

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.devstack import Stack, wait_until
 from tests.integration.kafka_topics import Record, kafka_config, publish, read_topic, topic, wait_consumed
-from workflows.events import DEAD_LETTER, TASK_COMPLETE, WORKFLOW_START
+from workflows.messages import DEAD_LETTER, TASK_COMPLETE, WORKFLOW_START
 from workflows.task_queue import message
 
 HEALTH_DEADLINE_S = 60.0
@@ -46,6 +46,20 @@ DIAMOND = {
 
 def report(execution_id: str, **wrong: Any) -> bytes:
     return json.dumps({**GOOD_REPORT, "execution_id": execution_id, **wrong}).encode()
+
+
+def node_payload(execution_id: str) -> dict[str, Any]:
+    """A good payload of node A's first attempt, as the scheduler builds it."""
+    return {
+        "execution_id": execution_id,
+        "node_id": "A",
+        "position": 0,
+        "attempt": 1,
+        "handler": "input",
+        "config": {"topic": "dogs"},
+        "upstream": {},
+        "timeout_seconds": 30,
+    }
 
 
 def dead_letters(stack: Stack, source: str) -> list[Record]:
@@ -122,16 +136,7 @@ def test_malformed_node_payloads_are_dead_lettered_and_the_rest_of_the_task_runs
     """On main a payload that is not an object raises in the task before any node runs (the
     task fails, and its good payload is never reported)."""
     execution_id = stack.submit(DIAMOND)  # untriggered: the worker's report changes nothing
-    good = {
-        "execution_id": execution_id,
-        "node_id": "A",
-        "position": 0,
-        "attempt": 1,
-        "handler": "input",
-        "config": {"topic": "dogs"},
-        "upstream": {},
-        "timeout_seconds": 30,
-    }
+    good = node_payload(execution_id)
     bad = {
         "invalid_attempt": {**good, "node_id": "B", "attempt": "x"},
         "unknown_handler": {**good, "node_id": "C", "handler": "rm -rf"},

@@ -19,7 +19,7 @@ from django.utils import timezone
 from devtools.devstack import TEST_REDIS_DB
 from workflows import kafka_io, metrics, mirror, task_queue
 from workflows.conf import conf
-from workflows.events import RUN_NODES_TASK, task_id
+from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, task_id
 from workflows.models import Execution, NodeRun
 from workflows.scheduler import effects, handler
 from workflows.scheduler.batch import Batch, Dispatch
@@ -72,7 +72,8 @@ def new_marker() -> str:
     return f"{effects.SENT_MARKER_PREFIX}{uuid.uuid4().hex}"
 
 
-def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[str, Any]:
+def published_by_celery(client: redis.Redis, countdown_s: float | None, signature: str) -> dict[str, Any]:
+    """What Celery publishes for the same task with the scheduler's signature header."""
     identifier = task_id(PAYLOAD["execution_id"], PAYLOAD["node_id"], PAYLOAD["attempt"])
     with celery_app.connection_for_write(URL) as connection:
         celery_app.send_task(
@@ -84,6 +85,7 @@ def published_by_celery(client: redis.Redis, countdown_s: float | None) -> dict[
             ignore_result=True,
             argsrepr=identifier,
             kwargsrepr="{}",
+            headers={SIGNATURE_HEADER: signature},
         )
     return json.loads(client.rpop(task_queue.queue_key()))
 
@@ -107,9 +109,10 @@ def comparable(entry: dict[str, Any]) -> dict[str, Any]:
 
 def test_an_immediate_task_entry_is_the_one_celery_publishes(broker: redis.Redis) -> None:
     ours = pushed_by_scheduler(broker, 0.0)
-    theirs = published_by_celery(broker, None)
+    theirs = published_by_celery(broker, None, ours["headers"][SIGNATURE_HEADER])
     assert ours["headers"]["eta"] is None and theirs["headers"]["eta"] is None
     assert comparable(ours) == comparable(theirs)
+    assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])  # the bytes signed
     assert comparable(ours)["body"][0] == [[PAYLOAD]]
 
 
@@ -127,7 +130,7 @@ def test_nodes_sharing_a_task_travel_in_one_entry_named_after_the_first(broker: 
 def test_a_retry_with_a_delay_carries_the_same_eta_celery_would(broker: redis.Redis) -> None:
     before = timezone.now()
     ours = pushed_by_scheduler(broker, 7.5)
-    theirs = published_by_celery(broker, 7.5)
+    theirs = published_by_celery(broker, 7.5, ours["headers"][SIGNATURE_HEADER])
     assert comparable(ours) == comparable(theirs)
     etas = [datetime.fromisoformat(entry["headers"]["eta"]) for entry in (ours, theirs)]
     for eta in etas:

@@ -14,7 +14,7 @@ from devtools.devstack import TEST_REDIS_DB
 from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
 from workflows.conf import conf
-from workflows.events import TASK_COMPLETE
+from workflows.messages import TASK_COMPLETE
 
 DEADLINE_S = 30.0
 CLOSED_PORT = 1
@@ -119,7 +119,7 @@ def test_a_task_whose_nodes_are_all_refused_reports_nothing(reports: Consumer) -
 
 
 def test_a_one_node_task_of_an_earlier_version_still_runs(reports: Consumer) -> None:
-    tasks.run_node(payload(str(uuid.uuid4()), "old", n=2))
+    tasks.run_node.apply(args=[payload(str(uuid.uuid4()), "old", n=2)]).get()
     assert read(reports, 1)["old"]["output"] == {"n": 2}
 
 
@@ -127,15 +127,17 @@ def test_refused_payloads_that_name_their_node_fail_it_in_a_report(reports: Cons
     """An unknown handler (a rolling deploy adding one), a bad config or timeout used to be only
     dead-lettered: no report, and the node stayed QUEUED forever with nothing to show it lost."""
     execution_id = str(uuid.uuid4())
-    tasks.run_nodes(
-        [
-            {**payload(execution_id, "later"), "handler": "added_in_the_next_release"},
-            {**payload(execution_id, "config"), "config": ["not", "an", "object"]},
-            {**payload(execution_id, "timeout"), "timeout_seconds": -1},
-            {**payload(execution_id, "anonymous"), "node_id": None},  # no node to fail
-            payload(execution_id, "good", n=1),
+    tasks.run_nodes.apply(
+        args=[
+            [
+                {**payload(execution_id, "later"), "handler": "added_in_the_next_release"},
+                {**payload(execution_id, "config"), "config": ["not", "an", "object"]},
+                {**payload(execution_id, "timeout"), "timeout_seconds": -1},
+                {**payload(execution_id, "anonymous"), "node_id": None},  # no node to fail
+                payload(execution_id, "good", n=1),
+            ]
         ]
-    )
+    ).get()
     found = read(reports, 4)
     assert found["good"]["status"] == "COMPLETED"
     for node_id, reason in [

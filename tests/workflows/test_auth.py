@@ -209,7 +209,7 @@ PRODUCTION_READY = {
     "ALLOWED_HOSTS": "api.example.com",
     "WORKFLOWS_API_TOKEN": TOKEN,
     "DATABASE_URL": "postgres://workflows:workflows@127.0.0.1:5432/workflows",
-    "WORKFLOW_SIGNING_KEY": "a-signing-key-for-tests",
+    "WORKFLOW_SIGNING_KEY": "another-real-secret-of-more-than-thirty-two-characters",
 }
 SETTINGS_VARIABLES = {
     *PRODUCTION_READY,
@@ -241,6 +241,8 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ({"SECRET_KEY": "change-me-in-production-change-me-in-production"}, "needs SECRET_KEY"),
         ({"DEBUG": "true"}, "refuses DEBUG=true"),
         ({"ALLOWED_HOSTS": None}, "needs ALLOWED_HOSTS"),
+        ({"WORKFLOW_SIGNING_KEY": None}, "needs WORKFLOW_SIGNING_KEY"),
+        ({"WORKFLOW_SIGNING_KEY": "dev-only-insecure-signing-key-change-me"}, "needs WORKFLOW_SIGNING_KEY"),
         ({"WORKFLOWS_API_TOKEN": None}, "needs WORKFLOWS_API_TOKEN"),
         ({"WORKFLOWS_API_TOKEN": "  "}, "needs WORKFLOWS_API_TOKEN"),
         (

@@ -9,7 +9,7 @@ class LimitExceeded(ValueError):
 
 
 def json_size(value: object) -> int:
-    """The bytes `value` takes in a message: compact JSON, non-ASCII escaped, as events.encode
+    """The bytes `value` takes in a message: compact JSON, non-ASCII escaped, as messages.encode
     writes it (so ASCII text, one byte a character)."""
     return len(json.dumps(value, separators=(",", ":"), default=str))
 

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from workflows.core import transitions
 from workflows.core.dag import WorkflowSpec
 from workflows.core.transitions import Finish, GiveUp, Retry
-from workflows.events import TaskComplete
+from workflows.messages import TaskComplete, TaskPayload
 from workflows.models import ACTIVE_NODE_STATUSES, Execution, ExecutionStatus, NodeRun, NodeStatus
 from workflows.scheduler.batch import Batch, Queued
 from workflows.scheduler.reconciler import Loss
@@ -165,7 +165,7 @@ def fail(execution_id: str, error: str, batch: Batch) -> None:
         finish(execution, Finish(failed=True, error=error), batch)
 
 
-def give_up_refused(refused: list[tuple[dict[str, Any], str]], batch: Batch) -> None:
+def give_up_refused(refused: list[tuple[TaskPayload, str]], batch: Batch) -> None:
     """Fail the node attempts whose effects were refused for good (and so their executions); an
     attempt reported or superseded meanwhile is left alone."""
     batch.lock_executions(payload["execution_id"] for payload, _ in refused)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workflows import bulk
+from workflows.messages import TaskPayload
 from workflows.models import Execution, ExecutionEvent, NodeRun
 
 
@@ -13,7 +14,7 @@ from workflows.models import Execution, ExecutionEvent, NodeRun
 class Dispatch:
     """A node to hand to a worker once the batch's transaction has committed."""
 
-    payload: dict[str, Any]
+    payload: TaskPayload
     countdown_s: float = 0.0
 
 

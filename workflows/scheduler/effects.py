@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 from workflows import kafka_io, metrics, mirror, task_queue
 from workflows.conf import conf
 from workflows.core.packing import bundles
-from workflows.events import TASK_DISPATCH, encode
+from workflows.messages import TASK_DISPATCH, TaskPayload, dispatch_of, encode
 from workflows.scheduler.batch import Batch
 from workflows.scheduler.loop import Stalled
 
@@ -65,9 +65,9 @@ def is_transient(exc: RedisError | KafkaException) -> bool:
     return not (isinstance(exc, ResponseError) and any(text in str(exc) for text in REDIS_DATA_REFUSALS))
 
 
-def announcement(payload: dict[str, Any]) -> tuple[str, str, bytes]:
+def announcement(payload: TaskPayload) -> tuple[str, str, bytes]:
     """The task.dispatch message of a dispatched node."""
-    return (TASK_DISPATCH, payload["execution_id"], encode({key: payload[key] for key in ANNOUNCED}))
+    return (TASK_DISPATCH, payload["execution_id"], encode(dispatch_of(payload)))
 
 
 def mirror_and_enqueue(
@@ -120,9 +120,6 @@ def once(
         if isinstance(reply, Exception):
             logger.error("Redis refused a command of a batch's transaction: %s", reply)
     return replies
-
-
-ANNOUNCED = ("execution_id", "node_id", "attempt", "handler", "config")
 
 
 def queue_entries(batch: Batch, spread: int) -> list[str]:

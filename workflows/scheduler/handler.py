@@ -12,21 +12,21 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from confluent_kafka import Message
 from django.db import transaction
 from redis import RedisError
 
-from workflows import dead_letters, kafka_io, outbox, task_queue
+from workflows import dead_letters, kafka_io, outbox, signatures, task_queue
 from workflows.conf import conf
 from workflows.core.packing import task_spread
 from workflows.dead_letters import DeadLetter
-from workflows.events import (
+from workflows.messages import (
     TASK_COMPLETE,
     WORKFLOW_START,
     InvalidMessage,
     TaskComplete,
+    TaskPayload,
     WorkflowStart,
     decode,
     execution_id_of,
@@ -169,8 +169,9 @@ class Scheduler:
         start_topic = conf().topic(WORKFLOW_START)
         for message in messages:
             try:
-                data = decode(message.value())
-                if message.topic() == start_topic:
+                topic = WORKFLOW_START if message.topic() == start_topic else TASK_COMPLETE
+                data = decode(signatures.verified(topic, message.value(), message.headers()))
+                if topic == WORKFLOW_START:
                     starts.append(WorkflowStart.from_json(data).execution_id)
                 else:
                     reports.append(TaskComplete.from_json(data))
@@ -217,7 +218,7 @@ class Scheduler:
         if batch.dispatches:
             self.announce([dispatch.payload for dispatch in batch.dispatches])
 
-    def announce(self, payloads: list[dict[str, Any]]) -> None:
+    def announce(self, payloads: list[TaskPayload]) -> None:
         """Publish the task.dispatch announcements in one flush. Those Kafka refuses for good are
         sent again one by one (the broker refuses a whole request for one message in it), and
         the nodes of those refused again fail."""
@@ -234,7 +235,7 @@ class Scheduler:
                 failures.append((payloads[index], error))
         self.fail_refused(failures)
 
-    def fail_refused(self, refused: list[tuple[dict[str, Any], str]]) -> None:
+    def fail_refused(self, refused: list[tuple[TaskPayload, str]]) -> None:
         """Fail, in a follow-up transaction, the node attempts whose effects were refused for good."""
         if refused:
             self.run(lambda batch: apply.give_up_refused(refused, batch))

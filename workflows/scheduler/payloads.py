@@ -8,6 +8,7 @@ from workflows.conf import conf
 from workflows.core.dag import WorkflowSpec
 from workflows.core.limits import LimitExceeded, json_size, over_limit
 from workflows.core.templates import TemplateResolutionError, TemplateSizeError, resolve
+from workflows.messages import TaskPayload
 from workflows.models import NodeStatus
 from workflows.scheduler.apply import give_up
 from workflows.scheduler.batch import Batch, Dispatch, Queued, group_by_execution
@@ -48,7 +49,7 @@ def build_task(
     except (TemplateResolutionError, LimitExceeded) as exc:
         give_up(execution, node, str(exc), batch)
         return
-    payload = {
+    payload: TaskPayload = {
         "execution_id": str(execution.pk),
         "node_id": node.node_id,
         "position": node.position,

@@ -24,8 +24,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from workflows.events import RUN_NODE_TASK, RUN_NODES_TASK
 from workflows.kafka_io import partition_for
+from workflows.messages import RUN_NODE_TASK, RUN_NODES_TASK
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     Execution,

@@ -230,6 +230,7 @@ WORKFLOWS = {
     "RETENTION_DAYS": os.environ.get("WORKFLOW_RETENTION_DAYS", "30"),
     # A finished execution leaves the Redis mirror this long after it finished.
     "MIRROR_TTL_SECONDS": os.environ.get("WORKFLOW_MIRROR_TTL_SECONDS", str(24 * 3600)),
+    "SIGNING_KEY": os.environ.get("WORKFLOW_SIGNING_KEY", ""),
 }
 
 LOGGING = {

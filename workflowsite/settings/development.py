@@ -4,9 +4,12 @@ import importlib.util
 import os
 
 from workflowsite.settings.base import *  # noqa: F403
-from workflowsite.settings.base import INSTALLED_APPS, env_list
+from workflowsite.settings.base import INSTALLED_APPS, WORKFLOWS, env_list
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+# Signs the messages schedulers and workers send one another (workflows/signatures.py).
+DEV_SIGNING_KEY = "dev-only-insecure-signing-key-change-me"
+WORKFLOWS["SIGNING_KEY"] = WORKFLOWS["SIGNING_KEY"] or DEV_SIGNING_KEY
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 

@@ -15,6 +15,7 @@ from workflowsite.settings.base import (
 )
 
 MIN_SECRET_KEY_CHARS = 50  # what `check --deploy` asks for (security.W009)
+MIN_SIGNING_KEY_CHARS = 32  # as workflows.conf refuses shorter ones
 problems: list[str] = []
 
 
@@ -36,8 +37,11 @@ if SECRET_KEY and (
     problems.append(f"needs SECRET_KEY set to a real secret ({MIN_SECRET_KEY_CHARS}+ characters)")
 # No silent SQLite: the database is named explicitly.
 require("DATABASE_URL", "the database, e.g. postgres://user:password@host:5432/db")
-# Task payloads and task.complete messages are signed with this key (workflows.contracts).
-require("WORKFLOW_SIGNING_KEY", "the key task messages are signed with")
+# Every Kafka message and Celery task between schedulers and workers is signed with this key
+# (workflows/signatures.py).
+SIGNING_KEY = require("WORKFLOW_SIGNING_KEY", "the key reports and tasks are signed with")
+if SIGNING_KEY and (len(SIGNING_KEY) < MIN_SIGNING_KEY_CHARS or "change-me" in SIGNING_KEY):
+    problems.append(f"needs WORKFLOW_SIGNING_KEY set to a real secret ({MIN_SIGNING_KEY_CHARS}+ characters)")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "")
 if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
     problems.append("needs ALLOWED_HOSTS (the host names the API answers to; not *)")

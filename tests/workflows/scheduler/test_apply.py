@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from workflows import services
-from workflows.events import TaskComplete
+from workflows.messages import TaskComplete
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
 from workflows.scheduler import apply
 from workflows.scheduler.batch import Batch

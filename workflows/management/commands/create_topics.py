@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from workflows import kafka_io
 from workflows.conf import conf
-from workflows.events import ALL_TOPICS
+from workflows.messages import ALL_TOPICS
 
 
 class Command(BaseCommand):

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from workflows.events import InvalidMessage, TaskComplete, WorkflowStart, decode, validate_task_payload
+from workflows.messages import (
+    DISPATCH_FIELDS,
+    InvalidMessage,
+    TaskComplete,
+    WorkflowStart,
+    decode,
+    dispatch_of,
+    validate_task_payload,
+)
 
 EXECUTION_ID = "0b6f7f3e-2c1d-4c55-9f5a-3b0b8e2c9f11"
 GOOD_REPORT: dict[str, Any] = {
@@ -107,9 +115,23 @@ def test_a_value_that_is_not_a_json_object_is_refused(value: bytes | None, reaso
     assert refused.value.reason == reason
 
 
-def test_a_good_node_payload_is_accepted() -> None:
-    validate_task_payload(GOOD_PAYLOAD)
+def test_a_good_node_payload_is_accepted_as_it_came() -> None:
+    assert validate_task_payload(GOOD_PAYLOAD) is GOOD_PAYLOAD  # typed, not copied
     validate_task_payload({**GOOD_PAYLOAD, "timeout_seconds": None, "input": {"topic": "x"}})
+
+
+def test_the_dispatch_announcement_carries_its_fields_only() -> None:
+    """task.dispatch is an audit stream: the upstream outputs and the workflow input stay off it."""
+    announced = dispatch_of({**GOOD_PAYLOAD, "upstream": {"A": 1}, "input": {"secret": 1}})
+
+    assert announced == {
+        "execution_id": EXECUTION_ID,
+        "node_id": "fetch_data-1",
+        "attempt": 1,
+        "handler": "llm",
+        "config": {"prompt": "hi"},
+    }
+    assert tuple(announced) == DISPATCH_FIELDS
 
 
 @pytest.mark.parametrize(

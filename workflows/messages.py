@@ -1,12 +1,13 @@
-"""Kafka topic names and the shapes of the messages on them (JSON, keyed by execution id), with
-the validation every consumer applies to what it reads: one contract, imported by both sides."""
+"""The contract between the engine's processes, imported by senders and receivers alike: Kafka topic
+names and the shapes of the messages on them (JSON, keyed by execution id), their header names, the
+node payload of a Celery task, and the validation every receiver applies to what it reads."""
 
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from workflows.core.dag import is_node_id
 
@@ -18,6 +19,10 @@ ALL_TOPICS = (WORKFLOW_START, TASK_DISPATCH, TASK_COMPLETE, DEAD_LETTER)
 RUN_NODES_TASK = "workers.run_nodes"
 RUN_NODE_TASK = "workers.run_node"  # the one-node task of earlier versions, still accepted
 REPORT_STATUSES = ("COMPLETED", "FAILED")
+# The header of every Kafka message and Celery task the engine sends: its HMAC (workflows/signatures.py).
+SIGNATURE_HEADER = "workflow_signature"
+# The headers of a dead letter are this prefix and what they say (workflows/dead_letters.py).
+DEAD_LETTER_HEADER_PREFIX = "dead_letter."
 _MISSING = object()
 
 
@@ -31,12 +36,46 @@ class InvalidMessage(ValueError):
         self.reason = reason
 
 
+class TaskPayload(TypedDict):
+    """One node attempt in a Celery task's args, as the scheduler builds it and the worker reads
+    it. A plain dict on the wire and in memory (typed, not converted: the worker and the scheduler
+    handle thousands a second); `validate_task_payload` checks one received."""
+
+    execution_id: str
+    node_id: str
+    position: int
+    attempt: int
+    handler: str
+    config: dict[str, Any]
+    upstream: dict[str, Any]
+    timeout_seconds: float | None
+    input: NotRequired[dict[str, Any]]  # the workflow input, in tasks queued by earlier versions
+
+
+class TaskDispatch(TypedDict):
+    """A `task.dispatch` message: the audit record of one node attempt sent to the workers."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    handler: str
+    config: dict[str, Any]
+
+
+DISPATCH_FIELDS = tuple(TaskDispatch.__annotations__)
+
+
+def dispatch_of(payload: TaskPayload) -> TaskDispatch:
+    """The `task.dispatch` message announcing a node payload."""
+    return cast(TaskDispatch, {name: payload[name] for name in DISPATCH_FIELDS})
+
+
 def task_id(execution_id: str, node_id: str, attempt: int) -> str:
     """The Celery task id of one node attempt, so cancel can revoke exactly that attempt."""
     return f"{execution_id}:{node_id}:{attempt}"
 
 
-def bundle_task_id(payloads: list[dict[str, Any]]) -> str:
+def bundle_task_id(payloads: list[TaskPayload]) -> str:
     """The Celery task id of a task running these node attempts: the first one's id, followed by
     `+N` when N more share the task (cancel revokes only single-node tasks; the worker's claim
     stops a cancelled node in a shared one)."""
@@ -91,9 +130,9 @@ class TaskComplete:
         )
 
 
-def validate_task_payload(payload: object) -> None:
-    """Check one node payload of a Celery task (what Scheduler.build_task builds); the worker
-    checks the handler name against its registry itself."""
+def validate_task_payload(payload: object) -> TaskPayload:
+    """Check one node payload of a Celery task (what Scheduler.build_task builds) and return it
+    typed; the worker checks the handler name against its registry itself."""
     if not isinstance(payload, dict):
         shown = type(payload).__name__
         raise InvalidMessage("not_object", f"a node payload must be a JSON object, not {shown}")
@@ -108,6 +147,7 @@ def validate_task_payload(payload: object) -> None:
     timeout_s = payload.get("timeout_seconds")
     if timeout_s is not None and (not is_number(timeout_s) or not 0 < timeout_s < float("inf")):
         raise invalid("timeout_seconds", "must be a positive number or null", timeout_s)
+    return cast(TaskPayload, payload)
 
 
 def invalid(name: str, rule: str, value: object) -> InvalidMessage:
@@ -166,7 +206,7 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def encode(payload: dict[str, Any] | TaskComplete) -> bytes:
+def encode(payload: Mapping[str, Any] | TaskComplete) -> bytes:
     """Serialize a message value. A report is strict JSON (TypeError for a set, ValueError for
     NaN or infinity): its output must reach the database as the handler returned it."""
     if isinstance(payload, TaskComplete):
