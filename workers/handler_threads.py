@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.handlers import NodeContext, run_handler
+from workers import ledger
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext, canonical_name, run_handler
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Job:
 
     def run(self) -> None:
         try:
-            self.output = run_handler(self.handler, self.context)
+            self.output = invoke(self.handler, self.context)
         except BaseException as exc:  # any handler failure is the node's failure, reported, not raised
             self.error = describe(exc)
             if not isinstance(exc, Exception):
@@ -52,6 +53,12 @@ class Job:
             self.done = True
             _hung.discard(self)
         self.finished.put(self)
+
+
+def invoke(handler: str, context: NodeContext) -> Any:
+    """The handler's output, its invocation recorded in the ledger first (for tests and the soak)."""
+    ledger.record(canonical_name(handler), context.execution_id, context.node_id, context.attempt)
+    return run_handler(handler, context)
 
 
 def describe(exc: BaseException) -> str:

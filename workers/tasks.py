@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from workers import heartbeat
 from workers.handler_threads import Job, retire_if_too_many_abandoned, run_all
-from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
 from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
@@ -34,6 +33,7 @@ from workflows.events import (
     node_id_of,
     validate_task_payload,
 )
+from workflows.handlers.registry import NodeContext, handler_names
 from workflows.limits import size_problem
 
 logger = logging.getLogger(__name__)

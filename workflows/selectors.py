@@ -8,10 +8,10 @@ from typing import Any
 from django.db.models import QuerySet
 from redis import RedisError
 
-from workers.handlers import handler_names
 from workflows import mirror
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
+from workflows.handlers.registry import handler_names
 from workflows.models import (
     TERMINAL_EXECUTION_STATUSES,
     Execution,

@@ -7,12 +7,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from workers.handlers import handler_names
 from workflows import bulk, mirror, outbox
 from workflows.conf import conf
 from workflows.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.errors import WorkflowError
 from workflows.events import WORKFLOW_START, task_id
+from workflows.handlers.registry import handler_names
 from workflows.limits import size_problem
 from workflows.models import (
     ACTIVE_NODE_STATUSES,

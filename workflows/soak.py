@@ -28,11 +28,11 @@ import requests
 from confluent_kafka import Producer
 from django.conf import settings
 
-from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
 from workers.ledger import beyond_at_least_once
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from workflows.events import TASK_COMPLETE
+from workflows.handlers.registry import HandlerError, NodeContext, handler_names, run_handler
 from workflows.templates import resolve
 
 FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")

@@ -9,9 +9,9 @@ import pytest
 
 from workers import handler_threads
 from workers.handler_threads import Job, run_all
-from workers.handlers import NodeContext
 from workflows.conf import conf
 from workflows.devstack import wait_until
+from workflows.handlers.registry import NodeContext
 
 
 def job(handler: str, timeout_s: float | None = 5, node_id: str = "n") -> Job:
@@ -32,10 +32,10 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What the fake handler does, by the handler name it is called with."""
     behaviour: dict[str, Any] = {}
 
-    def run_handler(name: str, context: NodeContext) -> Any:
+    def invoke(name: str, context: NodeContext) -> Any:
         return behaviour[name](context)
 
-    monkeypatch.setattr(handler_threads, "run_handler", run_handler)
+    monkeypatch.setattr(handler_threads, "invoke", invoke)
     return behaviour
 
 

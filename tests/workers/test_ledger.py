@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from workers import ledger
-from workers.handlers import NodeContext, run_handler
+from workers.handler_threads import invoke
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext
 
 
 @pytest.fixture
@@ -36,14 +37,14 @@ def test_every_handler_invocation_is_one_line_even_from_many_threads(
     path = tmp_path / "ledger.jsonl"
     use_ledger(ledger_setting, str(path))
     threads = [
-        threading.Thread(target=lambda index=index: run_handler("input", context(f"n{index}")))
+        threading.Thread(target=lambda index=index: invoke("input", context(f"n{index}")))
         for index in range(40)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    run_handler("output", context("n0", attempt=2))
+    invoke("output", context("n0", attempt=2))
     invocations = ledger.read(path)
     assert sorted((entry.node_id, entry.attempt) for entry in invocations) == sorted(
         [(f"n{index}", 1) for index in range(40)] + [("n0", 2)]
@@ -54,7 +55,7 @@ def test_every_handler_invocation_is_one_line_even_from_many_threads(
 
 def test_no_ledger_is_written_when_it_is_not_configured(ledger_setting: Any, tmp_path: Path) -> None:
     use_ledger(ledger_setting, "")
-    run_handler("input", context("n0"))
+    invoke("input", context("n0"))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -17,10 +17,10 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.fields import empty
 
-from workers.handlers import handler_names
 from workflows.api import examples
 from workflows.api.parsers import loads
 from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
+from workflows.handlers.registry import handler_names
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
 from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import redis
 
-from workers.handlers import handler_names
 from workflows.bench import api, procfs, shapes
 from workflows.bench.api import ShapeTimeout, epoch
 from workflows.bench.baseline import RESULT_BACKEND_URL, Canvas
@@ -25,6 +24,7 @@ from workflows.bench.profile import PySpy
 from workflows.bench.shapes import Sizes
 from workflows.dag import parse_workflow
 from workflows.devstack import Stack, start_stack
+from workflows.handlers.registry import handler_names
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
 PROFILED_PROCESSES = ("scheduler", "worker", "api")
