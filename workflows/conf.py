@@ -40,6 +40,7 @@ class EngineConf:
     max_abandoned_handlers: int
     worker_heartbeat_seconds: float
     worker_dead_after_seconds: float
+    events_page_size: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -79,6 +80,7 @@ def conf() -> EngineConf:
         max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
         worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
+        events_page_size=at_least_one("EVENTS_PAGE_SIZE", raw["EVENTS_PAGE_SIZE"]),
     )
     check_size_limits(engine)
     check_liveness(engine)

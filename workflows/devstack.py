@@ -480,10 +480,15 @@ class Stack:
         return wait_until(finished, deadline_s, f"execution {execution_id} to finish")
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
-        """The execution's history, oldest first."""
-        response = requests.get(self.url(f"/workflows/{execution_id}/events"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        """The execution's history, oldest first: every page, following `next`."""
+        history: list[dict[str, Any]] = []
+        page_url: str | None = self.url(f"/workflows/{execution_id}/events")
+        while page_url:
+            response = requests.get(page_url, timeout=30)
+            assert response.status_code == 200, response.text
+            history += response.json()["results"]
+            page_url = response.json()["next"]
+        return history
 
 
 def start_stack(

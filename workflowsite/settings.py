@@ -138,7 +138,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "workflows.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "workflows.api.errors.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "workflows.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
@@ -212,6 +212,7 @@ WORKFLOWS = {
     "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
     "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
     "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
+    "EVENTS_PAGE_SIZE": os.environ.get("WORKFLOW_EVENTS_PAGE_SIZE", "100"),
 }
 
 LOGGING = {

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request, is_form_media_type
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from workflows import selectors, services
 from workflows.__about__ import SERVICE_NAME, VERSION
 from workflows.api import examples, serializers
+from workflows.conf import conf
 from workflows.health import health
 from workflows.models import Execution, ExecutionStatus
 
@@ -54,6 +55,22 @@ class ExecutionPagination(PageNumberPagination):
         paginated["properties"]["count"]["example"] = examples.LIST_COUNT
         paginated["properties"]["next"]["example"] = examples.LIST_NEXT
         paginated["properties"]["previous"]["example"] = examples.LIST_PREVIOUS
+        return paginated
+
+
+class EventPagination(CursorPagination):
+    """An execution's history a page at a time, oldest first: the cursor is the event id, so
+    events written while a client walks the pages are neither skipped nor repeated."""
+
+    ordering = "id"
+
+    def get_page_size(self, request: Request) -> int:
+        return conf().events_page_size
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["next"]["example"] = examples.EVENTS_NEXT
+        paginated["properties"]["previous"]["example"] = examples.EVENTS_PREVIOUS
         return paginated
 
 
@@ -235,21 +252,27 @@ class WorkflowRetryView(APIView):
         return action_response(execution, "retrying", "Failed nodes will run again")
 
 
-class WorkflowEventsView(APIView):
-    """The execution's history: every state change, oldest first."""
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         operation_id="executions_events",
         summary="Execution history",
-        description="Every state change of the execution, oldest first.",
+        description="Every state change of the execution, oldest first, a page at a time "
+        "(`WORKFLOW_EVENTS_PAGE_SIZE`, 100 by default): follow `next` until it is null.",
         tags=[EXECUTIONS],
         responses={
             200: OpenApiResponse(serializers.EventSerializer(many=True), examples=examples.EVENTS_EXAMPLES),
             404: NOT_FOUND,
         },
     )
-    def get(self, request: Request, execution_id: str) -> Response:
-        return Response(serializers.EventSerializer(selectors.execution_events(execution_id), many=True).data)
+)
+class WorkflowEventsView(generics.ListAPIView):
+    """The execution's history: every state change, oldest first, paginated with a cursor."""
+
+    serializer_class = serializers.EventSerializer
+    pagination_class = EventPagination
+
+    def get_queryset(self) -> Any:
+        return selectors.execution_events(self.kwargs["execution_id"])
 
 
 class WorkflowStatusView(APIView):
