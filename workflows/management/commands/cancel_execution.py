@@ -1,7 +1,7 @@
 """Cancel executions: queued tasks are revoked and no node starts any more."""
 
 from workflows import services
-from workflows.cli import ExecutionActionCommand
+from workflows.management.console import ExecutionActionCommand
 
 
 class Command(ExecutionActionCommand):

@@ -4,8 +4,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import cli, selectors
+from workflows import selectors
 from workflows.errors import NotFound
+from workflows.management import console
 
 
 class Command(BaseCommand):
@@ -25,9 +26,9 @@ class Command(BaseCommand):
         try:
             state = selectors.execution_status(execution_id)
         except NotFound as exc:
-            raise CommandError(exc.message, returncode=cli.EXIT_INVALID) from None
+            raise CommandError(exc.message, returncode=console.EXIT_INVALID) from None
         if as_json:
             self.stdout.write(json.dumps(state, indent=2))
             return
-        for line in cli.status_lines(state):
+        for line in console.status_lines(state):
             self.stdout.write(line)
