@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import services
 from workflows.dag import WorkflowSpec
+from workflows.durations import format_duration, seconds_between
 from workflows.errors import WorkflowError
 from workflows.models import TERMINAL_EXECUTION_STATUSES
 from workflows.templates import json_type
@@ -156,7 +157,7 @@ def progress_text(state: State) -> str:
         names = [node_id for node_id, current in state["node_states"].items() if current == status]
         if names:
             parts.append(f"{status.lower()}: {name_list(names)}")
-    duration = seconds_between(state.get("started_at"), state.get("finished_at"))
+    duration = stored_seconds_between(state.get("started_at"), state.get("finished_at"))
     if is_finished(state) and duration is not None:
         parts.append(f"in {format_duration(duration)}")
     return ", ".join(parts)
@@ -274,23 +275,9 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    started, finished = parse_time(start), parse_time(end)
-    if started is None or finished is None:
-        return None
-    return (finished - started).total_seconds()
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.3f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+def stored_seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two stored ISO times."""
+    return seconds_between(parse_time(start), parse_time(end))
 
 
 def format_moment(value: str | None, *, with_date: bool = True) -> str:
@@ -319,7 +306,7 @@ NODE_COLUMNS = ("NODE", "HANDLER", "STATUS", "ATTEMPT", "STARTED", "FINISHED", "
 
 
 def node_row(node_id: str, detail: dict[str, Any]) -> list[str]:
-    duration = seconds_between(detail.get("started_at"), detail.get("finished_at"))
+    duration = stored_seconds_between(detail.get("started_at"), detail.get("finished_at"))
     return [
         node_id,
         detail.get("handler") or "-",
@@ -335,7 +322,7 @@ def node_row(node_id: str, detail: dict[str, Any]) -> list[str]:
 def status_lines(state: State) -> list[str]:
     """An execution as `workflow_status` prints it: summary, timings, error, node table, node errors."""
     progress = state["progress"]
-    duration = seconds_between(state.get("started_at"), state.get("finished_at"))
+    duration = stored_seconds_between(state.get("started_at"), state.get("finished_at"))
     lines = [
         f"Execution {state['execution_id']}  {state['name']}",
         f"Status:   {state['status']}  ({progress['completed']}/{progress['total']} nodes completed, "

@@ -322,14 +322,6 @@ def test_outcome_problems_exit_codes() -> None:
 # ---------------------------------------------------------------- status
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0.0421, "0.042s"), (12.34, "12.3s"), (61, "1m01s"), (3725, "1h02m")],
-)
-def test_format_duration(seconds: float, text: str) -> None:
-    assert console.format_duration(seconds) == text
-
-
 def test_format_moment_in_utc() -> None:
     assert console.format_moment("2026-01-02T05:04:05.123456+02:00") == "2026-01-02 03:04:05.123 UTC"
     assert console.format_moment("2026-01-02T03:04:05.123456+00:00", with_date=False) == "03:04:05.123"
