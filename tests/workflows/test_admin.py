@@ -16,7 +16,14 @@ from workflows import mirror, services
 from workflows.admin import ExecutionAdmin
 from workflows.dag_picture import STATUS_COLOURS
 from workflows.devstack import TEST_REDIS_DB
-from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun, WorkflowDefinition
+from workflows.models import (
+    EventKind,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    NodeRun,
+    WorkflowDefinition,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +170,7 @@ def finished_diamond() -> Execution:
             worker="worker-1@host" if ran else "",
             **outcome,
         )
-        ExecutionEvent.objects.create(execution=execution, kind="node_finished", node_id=node_id)
+        ExecutionEvent.objects.create(execution=execution, kind=EventKind.NODE_COMPLETED, node_id=node_id)
     Execution.objects.filter(pk=execution.pk).update(
         status="FAILED",
         completed_nodes=2,
@@ -196,7 +203,7 @@ def test_change_page_shows_nodes_events_and_the_dag_picture(admin_client: Client
     assert "&quot;html&quot;: &quot;&lt;b&gt;bold&lt;/b&gt;&quot;" in outputs[0]  # pretty and escaped
     assert "HTTP 500 from &lt;upstream&gt;" in outputs[2]
     assert "<b>bold</b>" not in html
-    assert cells(events_table, "kind") == ["submitted", "triggered", *["node_finished"] * 4]
+    assert cells(events_table, "kind") == ["Submitted", "Triggered", *["Node Completed"] * 4]
     assert cells(events_table, "node_id") == ["-", "-", "A", "B", "C", "D"]
     assert "3.000s" in html  # the execution's duration
     assert 'name="_save"' not in html  # nothing to edit

@@ -4,9 +4,9 @@ Workflow definitions are validated by workflows/dag.py, which names the node and
 problem; the submit serializer describes the body for the schema and decodes the browsable API's
 HTML form, and the node serializers below exist only to document a node's fields.
 
-Only execution statuses are enums in the schema: drf-spectacular names enums after their field,
-and several differently valued `status` fields would otherwise collide. The other statuses list
-their values in their help text.
+Only execution statuses and event kinds are enums in the schema: drf-spectacular names enums
+after their field, and several differently valued `status` fields would otherwise collide. The
+other statuses list their values in their help text.
 """
 
 from typing import Any
@@ -304,9 +304,6 @@ class EventSerializer(serializers.ModelSerializer):
         model = ExecutionEvent
         fields = ["at", "kind", "node_id", "detail"]
         extra_kwargs = {
-            "kind": {
-                "help_text": "submitted, triggered, started, node_queued, node_completed, node_retry, "
-                "node_lost, node_failed, completed, failed, cancelled or retried."
-            },
+            "kind": {"help_text": "What happened (an enum: the kinds of event)."},
             "node_id": {"help_text": "The node concerned; empty for the execution's own events."},
         }

@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from workflows.devstack import Stack
+from workflows.models import ExecutionStatus
 
 POLL_INTERVAL_S = 0.25
 REQUEST_TIMEOUT_S = 60.0
@@ -106,7 +107,7 @@ def executions_named(stack: Stack, name: str) -> list[dict[str, Any]]:
 def finished_executions(stack: Stack, name: str) -> list[dict[str, Any]]:
     """The finished executions named like `name`; RuntimeError naming the first that did not complete."""
     rows = executions_named(stack, name)
-    failed = [row for row in rows if row["status"] != "COMPLETED"]
+    failed = [row for row in rows if row["status"] != ExecutionStatus.COMPLETED]
     if failed:
         raise RuntimeError(
             f"{len(failed)} of {len(rows)} executions did not complete: "

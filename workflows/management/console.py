@@ -20,7 +20,7 @@ from workflows import services
 from workflows.dag import WorkflowSpec
 from workflows.durations import format_duration, seconds_between
 from workflows.errors import WorkflowError
-from workflows.models import TERMINAL_EXECUTION_STATUSES
+from workflows.models import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, NodeStatus
 from workflows.templates import json_type
 
 EXIT_FAILED = 1
@@ -153,7 +153,7 @@ def progress_text(state: State) -> str:
     parts = [f"{state['status']} {progress['completed']}/{progress['total']} nodes"]
     if progress.get("failed"):
         parts.append(f"{progress['failed']} failed")
-    for status in ("RUNNING", "QUEUED"):
+    for status in (NodeStatus.RUNNING, NodeStatus.QUEUED):
         names = [node_id for node_id, current in state["node_states"].items() if current == status]
         if names:
             parts.append(f"{status.lower()}: {name_list(names)}")
@@ -253,7 +253,7 @@ def outcome_problems(labels: Sequence[str], states: Sequence[State], timeout_s: 
     failed = [
         f"{label}: execution {state['execution_id']} {state['status']}: {state.get('error') or 'no error'}"
         for label, state in zip(labels, states, strict=True)
-        if is_finished(state) and state["status"] != "COMPLETED"
+        if is_finished(state) and state["status"] != ExecutionStatus.COMPLETED
     ]
     unfinished = [
         f"{label}: execution {state['execution_id']} unfinished after {format_duration(timeout_s)}: "
