@@ -275,7 +275,7 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="node states")
     def dag_picture(self, execution: Execution) -> SafeString:
-        node_states = selectors.execution_status(execution.pk)["node_states"]
+        node_states = selectors.execution_status(execution.pk).node_states
         return format_html(
             '{}<p class="help">{}</p>', picture_html(execution.definition.spec, node_states), LIVE_STATE_NOTE
         )

@@ -290,7 +290,7 @@ class WorkflowStatusView(APIView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        return Response(selectors.execution_status(execution_id))
+        return Response(serializers.status_body(selectors.execution_status(execution_id)))
 
 
 class WorkflowResultsView(APIView):

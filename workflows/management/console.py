@@ -16,7 +16,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import services
+from workflows import selectors, services
+from workflows.api.serializers import status_body
 from workflows.dag import WorkflowSpec
 from workflows.durations import format_duration, seconds_between
 from workflows.errors import WorkflowError
@@ -217,6 +218,11 @@ class ProgressDisplay:
         drawn = sum(line is not None for line in self.shown)
         up = CURSOR_UP.format(drawn) if drawn else ""
         self.write(up + "".join(f"{CLEAR_LINE}{line}\n" for line in lines))
+
+
+def status_of(execution_id: str) -> State:
+    """An execution's status as the API returns it."""
+    return status_body(selectors.execution_status(execution_id))
 
 
 def wait_for(

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import selectors, services
+from workflows import services
 from workflows.management import console
 from workflows.management.console import InputError, LoadedWorkflow
 
@@ -119,7 +119,7 @@ class Command(BaseCommand):
         execution_ids = [entry["execution_id"] for entry in entries]
         try:
             return console.wait_for(
-                execution_ids, status_of=selectors.execution_status, display=display, timeout_s=timeout
+                execution_ids, status_of=console.status_of, display=display, timeout_s=timeout
             )
         except KeyboardInterrupt:
             raise CommandError(

@@ -4,7 +4,6 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import selectors
 from workflows.errors import NotFound
 from workflows.management import console
 
@@ -24,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, execution_id: str, as_json: bool, **options: object) -> None:
         try:
-            state = selectors.execution_status(execution_id)
+            state = console.status_of(execution_id)
         except NotFound as exc:
             raise CommandError(exc.message, returncode=console.EXIT_INVALID) from None
         if as_json:
