@@ -111,7 +111,15 @@ def execution_status(execution_id: object) -> ExecutionState:
     return ExecutionState(parsed, summary, nodes)
 
 
-def execution_results(execution_id: object) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExecutionResults:
+    """A finished execution and its completed nodes' outputs by node id."""
+
+    execution: Execution
+    results: dict[str, Any]
+
+
+def execution_results(execution_id: object) -> ExecutionResults:
     """Every completed node's output, once the execution has finished."""
     execution = execution_get(execution_id)
     if execution.status not in TERMINAL_EXECUTION_STATUSES:
@@ -120,13 +128,7 @@ def execution_results(execution_id: object) -> dict[str, Any]:
             f"execution '{execution.pk}' is {execution.status}; results are available once it has finished",
         )
     outputs = NodeRun.objects.filter(execution=execution, status=NodeStatus.COMPLETED).order_by("position")
-    return {
-        "execution_id": str(execution.pk),
-        "name": execution.name,
-        "status": execution.status,
-        "results": dict(outputs.values_list("node_id", "output")),
-        "error": execution.error or None,
-    }
+    return ExecutionResults(execution, dict(outputs.values_list("node_id", "output")))
 
 
 def execution_events(execution_id: object) -> QuerySet[ExecutionEvent]:

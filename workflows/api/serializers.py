@@ -17,13 +17,14 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.fields import empty
 
+from workflows.__about__ import SERVICE_NAME, VERSION
 from workflows.api import examples
 from workflows.api.parsers import loads
 from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
 from workflows.handlers.registry import handler_names
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
 from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
-from workflows.selectors import ExecutionState
+from workflows.selectors import ExecutionResults, ExecutionState
 
 DEFAULT_RETRY = RetryPolicy()
 RETRY_SCHEMA = {
@@ -166,21 +167,37 @@ class WorkflowSubmitSerializer(serializers.Serializer):
 
 
 class SubmitResponseSerializer(serializers.Serializer):
-    execution_id = serializers.UUIDField()
-    status = serializers.CharField(help_text="`pending`, or `running` when triggered at once.")
-    message = serializers.CharField()
+    """The answer to a submit."""
+
+    # Rendered from the stored Execution.
+
+    execution_id = serializers.UUIDField(source="pk")
+    status = serializers.SerializerMethodField(help_text="`pending`, or `running` when triggered at once.")
+    message = serializers.SerializerMethodField()
+
+    def get_status(self, execution: Execution) -> str:
+        return execution.status.lower()
+
+    def get_message(self, execution: Execution) -> str:
+        if execution.triggered_at:
+            return "Workflow submitted and triggered"
+        return f"Workflow submitted; trigger it with POST /workflows/{execution.pk}/trigger"
 
 
 class ActionResponseSerializer(serializers.Serializer):
     """The answer to trigger, cancel and retry."""
 
-    status = serializers.CharField(help_text="`triggered`, `cancelled` or `retrying`.")
-    execution_id = serializers.UUIDField()
+    # Rendered from {"outcome": what was done, "execution": to which, "message"}.
+
+    status = serializers.CharField(source="outcome", help_text="`triggered`, `cancelled` or `retrying`.")
+    execution_id = serializers.UUIDField(source="execution.pk")
     message = serializers.CharField()
 
 
 class ProgressSerializer(serializers.Serializer):
-    """An ExecutionState's progress."""
+    """How many nodes there are, and how many completed or failed."""
+
+    # Rendered from the whole selectors.ExecutionState (source="*").
 
     total = serializers.IntegerField(source="summary.total")
     completed = serializers.IntegerField(source="summary.completed")
@@ -198,7 +215,9 @@ NODE_STATUSES = ", ".join(f"`{status}`" for status in NodeStatus.values)
 
 
 class NodeStateSerializer(serializers.Serializer):
-    """One node's state within an execution (a mirror node detail, mirror.node_detail)."""
+    """One node's state within an execution."""
+
+    # The shape mirror.node_detail stores; tests/workflows/api/test_status_shape.py pins the two.
 
     status = serializers.CharField(help_text=f"One of {NODE_STATUSES}.")
     handler = serializers.CharField()
@@ -222,8 +241,10 @@ class NodeDetailsField(serializers.DictField):
 
 
 class StatusResponseSerializer(serializers.Serializer):
-    """The one shape of an execution's status (GET /workflows/{id}, `workflow_status --json`),
-    rendered from a selectors.ExecutionState."""
+    """An execution's status, progress and the state of each node."""
+
+    # The one shape of an execution's status (GET /workflows/{id}, `workflow_status --json`),
+    # rendered from a selectors.ExecutionState.
 
     execution_id = serializers.UUIDField()
     name = serializers.CharField(source="summary.name")
@@ -250,11 +271,19 @@ def status_body(state: ExecutionState) -> dict[str, Any]:
 
 
 class ResultsResponseSerializer(serializers.Serializer):
-    execution_id = serializers.UUIDField()
-    name = serializers.CharField()
-    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
+    """The outputs of a finished execution's completed nodes."""
+
+    # Rendered from a selectors.ExecutionResults.
+
+    execution_id = serializers.UUIDField(source="execution.pk")
+    name = serializers.CharField(source="execution.name")
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices, source="execution.status")
     results = serializers.DictField(help_text="Each completed node's output, by id.")
-    error = serializers.CharField(allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error(self, results: ExecutionResults) -> str | None:
+        return results.execution.error or None
 
 
 class ErrorItemSerializer(serializers.Serializer):
@@ -286,13 +315,19 @@ class DependencyHealthSerializer(serializers.Serializer):
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="`ok`, or `degraded` when a dependency is down.")
-    service = serializers.CharField()
-    version = serializers.CharField()
+    service = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
     down = serializers.ListField(child=serializers.CharField(), help_text="The dependencies that are down.")
     dependencies = serializers.DictField(
         child=DependencyHealthSerializer(),
         help_text="`database`, `redis`, `kafka`, and `scheduler` (a live heartbeat, progress lately).",
     )
+
+    def get_service(self, report: dict[str, Any]) -> str:
+        return SERVICE_NAME
+
+    def get_version(self, report: dict[str, Any]) -> str:
+        return VERSION
 
 
 class ExecutionListSerializer(serializers.ModelSerializer):
@@ -330,6 +365,6 @@ class EventSerializer(serializers.ModelSerializer):
         model = ExecutionEvent
         fields = ["at", "kind", "node_id", "detail"]
         extra_kwargs = {
-            "kind": {"help_text": "What happened (an enum: the kinds of event)."},
+            "kind": {"help_text": "What happened."},
             "node_id": {"help_text": "The node concerned; empty for the execution's own events."},
         }

@@ -23,7 +23,6 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from workflows import selectors, services
-from workflows.__about__ import SERVICE_NAME, VERSION
 from workflows.api import examples, serializers
 from workflows.conf import conf
 from workflows.health import health
@@ -157,15 +156,7 @@ class WorkflowListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         workflow = submitted_workflow(request)
         execution = services.workflow_submit(data=workflow, trigger=wants_trigger(request, workflow))
-        message = (
-            "Workflow submitted and triggered"
-            if execution.triggered_at
-            else (f"Workflow submitted; trigger it with POST /workflows/{execution.pk}/trigger")
-        )
-        return Response(
-            {"execution_id": str(execution.pk), "status": execution.status.lower(), "message": message},
-            status=201,
-        )
+        return Response(serializers.SubmitResponseSerializer(execution).data, status=201)
 
 
 class TriggerSchema(AutoSchema):
@@ -181,75 +172,93 @@ class TriggerSchema(AutoSchema):
         return self.legacy()
 
 
-def action_response(execution: Execution, status: str, message: str) -> Response:
-    """The answer to trigger, cancel and retry, in the original engine's shape."""
-    return Response({"status": status, "execution_id": str(execution.pk), "message": message})
+class ExecutionActionView(APIView):
+    """Trigger, cancel or retry: one service call, answered in the original engine's shape."""
+
+    outcome = ""
+    message = ""
+
+    def act(self, execution_id: str) -> Execution:
+        raise NotImplementedError
+
+    def post(self, request: Request, execution_id: str) -> Response:
+        answer = {"outcome": self.outcome, "execution": self.act(execution_id), "message": self.message}
+        return Response(serializers.ActionResponseSerializer(answer).data)
 
 
-class WorkflowTriggerView(APIView):
+def action_schema(
+    summary: str, description: str, answered: list[OpenApiExample], refused: OpenApiResponse, **kwargs: Any
+) -> Any:
+    """The schema of an action: its answer, and its refusals (404, 409, and the write refusals)."""
+    return extend_schema(
+        summary=summary,
+        description=description,
+        tags=[CONTROL],
+        request=None,
+        responses={
+            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=answered),
+            404: NOT_FOUND,
+            409: refused,
+            **WRITE_REFUSED,
+        },
+        **kwargs,
+    )
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Trigger an execution",
+        "Start a PENDING execution; it runs once, so a second trigger is refused. "
+        "`POST /workflow/trigger/{execution_id}` is the original engine's route for the same.",
+        examples.TRIGGERED_EXAMPLES,
+        error("It was already triggered.", examples.ALREADY_TRIGGERED_EXAMPLES),
+    )
+)
+class WorkflowTriggerView(ExecutionActionView):
     """Start a submitted execution (also served at /workflow/trigger/{id}, as the original did)."""
 
     schema = TriggerSchema()
+    outcome, message = "triggered", "Workflow execution started"
 
-    @extend_schema(
-        summary="Trigger an execution",
-        description="Start a PENDING execution; it runs once, so a second trigger is refused. "
-        "`POST /workflow/trigger/{execution_id}` is the original engine's route for the same.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.TRIGGERED_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It was already triggered.", examples.ALREADY_TRIGGERED_EXAMPLES),
-            **WRITE_REFUSED,
-        },
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_trigger(execution_id=execution_id)
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Cancel an execution",
+        "No node starts any more; queued tasks are revoked and late results ignored.",
+        examples.CANCELLED_EXAMPLES,
+        error("It has already finished.", examples.ALREADY_FINISHED_EXAMPLES),
+        operation_id="executions_cancel",
     )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_trigger(execution_id=execution_id)
-        return action_response(execution, "triggered", "Workflow execution started")
-
-
-class WorkflowCancelView(APIView):
+)
+class WorkflowCancelView(ExecutionActionView):
     """Cancel a pending or running execution (409 once it has finished)."""
 
-    @extend_schema(
-        operation_id="executions_cancel",
-        summary="Cancel an execution",
-        description="No node starts any more; queued tasks are revoked and late results ignored.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.CANCELLED_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It has already finished.", examples.ALREADY_FINISHED_EXAMPLES),
-            **WRITE_REFUSED,
-        },
+    outcome, message = "cancelled", "Workflow execution cancelled"
+
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_cancel(execution_id=execution_id)
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Retry a failed execution",
+        "Run a FAILED or CANCELLED execution again from where it stopped: completed nodes "
+        "keep their outputs, the others start over with a fresh retry budget.",
+        examples.RETRYING_EXAMPLES,
+        error("It is neither FAILED nor CANCELLED.", examples.NOT_RETRYABLE_EXAMPLES),
+        operation_id="executions_retry",
     )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_cancel(execution_id=execution_id)
-        return action_response(execution, "cancelled", "Workflow execution cancelled")
-
-
-class WorkflowRetryView(APIView):
+)
+class WorkflowRetryView(ExecutionActionView):
     """Run a FAILED or CANCELLED execution again from its failed nodes; completed nodes keep their outputs."""
 
-    @extend_schema(
-        operation_id="executions_retry",
-        summary="Retry a failed execution",
-        description="Run a FAILED or CANCELLED execution again from where it stopped: completed nodes "
-        "keep their outputs, the others start over with a fresh retry budget.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.RETRYING_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It is neither FAILED nor CANCELLED.", examples.NOT_RETRYABLE_EXAMPLES),
-            **WRITE_REFUSED,
-        },
-    )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_retry(execution_id=execution_id)
-        return action_response(execution, "retrying", "Failed nodes will run again")
+    outcome, message = "retrying", "Failed nodes will run again"
+
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_retry(execution_id=execution_id)
 
 
 @extend_schema_view(
@@ -308,7 +317,7 @@ class WorkflowResultsView(APIView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        return Response(selectors.execution_results(execution_id))
+        return Response(serializers.ResultsResponseSerializer(selectors.execution_results(execution_id)).data)
 
 
 class HealthView(APIView):
@@ -332,8 +341,7 @@ class HealthView(APIView):
     )
     def get(self, request: Request) -> Response:
         report = health()
-        body = {"status": report["status"], "service": SERVICE_NAME, "version": VERSION, **report}
-        return Response(body, status=503 if report["down"] else 200)
+        return Response(serializers.HealthSerializer(report).data, status=503 if report["down"] else 200)
 
 
 def drop_optional_trailing_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
