@@ -1,4 +1,5 @@
-"""API views: each validates, calls one service or selector, and shapes the response.
+"""API views: each validates, calls one service or selector, and renders the answer with the
+serializer that documents it (workflows/api/serializers.py).
 
 The OpenAPI annotations name each operation and list its answers; the example bodies live in
 workflows/api/examples.py.
