@@ -74,9 +74,8 @@ class ApiClient:
         return self.expect(self.get(f"/workflows/{execution_id}"), 200, f"status of {execution_id}").json()
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
-        """The execution's history, oldest first."""
-        response = self.get(f"/workflows/{execution_id}/events")
-        return self.expect(response, 200, f"events of {execution_id}").json()
+        """The execution's history, oldest first (every page)."""
+        return self.every_page(f"/workflows/{execution_id}/events", f"events of {execution_id}")
 
     def count(self, **filters: str) -> int:
         """How many executions match the list endpoint's filters (one cheap list query)."""
@@ -85,11 +84,14 @@ class ApiClient:
 
     def executions(self, **filters: str) -> list[dict[str, Any]]:
         """Every execution matching the list endpoint's filters, as it shows them (all pages)."""
+        return self.every_page("/workflows", "list", filters)
+
+    def every_page(self, path: str, what: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The results of every page of a paginated endpoint, following `next`."""
         rows: list[dict[str, Any]] = []
-        url: str | None = self.url("/workflows")
-        params: dict[str, str] | None = filters
+        url: str | None = self.url(path)
         while url:
-            response = self.expect(requests.get(url, params=params, timeout=REQUEST_TIMEOUT_S), 200, "list")
+            response = self.expect(requests.get(url, params=params, timeout=REQUEST_TIMEOUT_S), 200, what)
             page = response.json()
             rows.extend(page["results"])
             url, params = page["next"], None

@@ -11,6 +11,6 @@ class DevtoolsConfig(AppConfig):
         """Record every handler invocation in the ledger (a no-op unless WORKFLOW_INVOCATION_LEDGER
         names a file, read at each call so tests can set it late)."""
         from devtools import ledger
-        from workers.handlers import add_invocation_hook
+        from workflows.handlers.registry import add_invocation_hook
 
         add_invocation_hook(ledger.record)

@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 
 from devtools import ledger
 from devtools.api_client import ApiClient
+from workflows.models import TERMINAL_EXECUTION_STATUSES, NodeStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -404,7 +405,7 @@ class Stack:
             (execution_id, node_id)
             for execution_id in execution_ids
             for node_id, detail in self.status(execution_id)["nodes"].items()
-            if detail["status"] == "RUNNING" and detail["worker"] == hostname
+            if detail["status"] == NodeStatus.RUNNING and detail["worker"] == hostname
         ]
 
     def restore(self, names: Iterable[str] = CORE_PROCESSES) -> None:
@@ -445,7 +446,7 @@ class Stack:
 
         def finished() -> dict[str, Any] | None:
             state = self.status(execution_id)
-            return state if state["status"] in {"COMPLETED", "FAILED", "CANCELLED"} else None
+            return state if state["status"] in TERMINAL_EXECUTION_STATUSES else None
 
         return wait_until(finished, deadline_s, f"execution {execution_id} to finish")
 

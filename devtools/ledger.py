@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
-from workers.handlers import NodeContext
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,15 @@ from django.conf import settings
 
 from devtools.devstack import Stack, ignore_kafka_error, start_stack, wait_until
 from devtools.ledger import beyond_at_least_once
-from workers.handlers import HandlerError, NodeContext, handler_names, run_handler
 from workflows import signatures
 from workflows.core.dag import WorkflowSpec, parse_workflow
 from workflows.core.templates import resolve
+from workflows.handlers.registry import HandlerError, NodeContext, handler_names, run_handler
 from workflows.messages import TASK_COMPLETE
+from workflows.models import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, NodeStatus
 
 FAULTS = ("worker-kill", "scheduler-kill", "redis-restart", "kafka-restart", "malformed-report")
 WORKERS = ("worker", "worker2")
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 # Template fields each handler's output is sure to have (output nodes are never referenced).
 REFERENCED_FIELD = {"input": "topic", "llm": "prompt", "call_external_service": "url"}
 MIN_NODES, MAX_NODES = 3, 8
@@ -62,7 +62,7 @@ KAFKA_FLUSH_S = 30.0
 def malformed_reports(execution_id: str) -> list[bytes]:
     """task.complete values of the wrong shape or type, each of which crash-looped the scheduler
     (issue #11 point 3), about a real execution so that they land among its reports."""
-    report = {"execution_id": execution_id, "node_id": "n1", "attempt": 1, "status": "COMPLETED"}
+    report = {"execution_id": execution_id, "node_id": "n1", "attempt": 1, "status": NodeStatus.COMPLETED}
     wrong = [
         {**report, "execution_id": "not-a-uuid"},
         {**report, "node_id": ["n1"]},
@@ -110,7 +110,7 @@ class Planned:
 
     @property
     def expected_status(self) -> str:
-        return "FAILED" if self.failing_node else "COMPLETED"
+        return ExecutionStatus.FAILED if self.failing_node else ExecutionStatus.COMPLETED
 
 
 @dataclass
@@ -331,7 +331,7 @@ def outcome_problems(plan: Planned, status: dict[str, Any], results: dict[str, A
     else:
         spec = parse_workflow(plan.workflow, handlers=handler_names())
         below = descendants(spec, plan.failing_node) & set(results["results"])
-        if status["node_states"].get(plan.failing_node) != "FAILED":
+        if status["node_states"].get(plan.failing_node) != NodeStatus.FAILED:
             problems.append(f"node {plan.failing_node} is {status['node_states'].get(plan.failing_node)}")
         if below:
             problems.append(f"nodes below the failed {plan.failing_node} completed: {sorted(below)}")
@@ -558,7 +558,7 @@ class Soak:
                 for event in events
                 if event["kind"] == "node_retry"
             )
-            if state["status"] not in TERMINAL:
+            if state["status"] not in TERMINAL_EXECUTION_STATUSES:
                 self.tally.lost.append(f"{plan.execution_id} still {state['status']}")
                 continue
             repeated = {node: count for node, count in completions(events).items() if count > 1}
@@ -571,7 +571,7 @@ class Soak:
             problems = outcome_problems(plan, state, results)
             if problems:
                 self.tally.wrong.append(f"{plan.execution_id}: {'; '.join(problems)}")
-            elif state["status"] == "COMPLETED":
+            elif state["status"] == ExecutionStatus.COMPLETED:
                 self.tally.completed += 1
             else:
                 self.tally.failed_as_expected += 1

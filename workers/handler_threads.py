@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.handlers import NodeContext, run_handler
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext, run_handler
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from workers import heartbeat
 from workers.handler_threads import Job, retire_if_too_many_abandoned, run_all
-from workers.handlers import NodeContext, handler_names
 from workers.inputs import execution_input
 from workflows import dead_letters, kafka_io, mirror, task_queue
 from workflows.conf import conf
 from workflows.core.limits import size_problem
 from workflows.dead_letters import DeadLetter
+from workflows.handlers.registry import NodeContext, handler_names
 from workflows.messages import (
     RUN_NODE_TASK,
     RUN_NODES_TASK,
@@ -36,6 +36,7 @@ from workflows.messages import (
     node_id_of,
     validate_task_payload,
 )
+from workflows.models import NodeStatus
 
 logger = logging.getLogger(__name__)
 REPORT_RETRY_S = 1.0
@@ -117,7 +118,9 @@ def refusal_report(payload: Any, error: InvalidMessage, worker: str) -> TaskComp
         return None
     now = timezone.now().isoformat()
     reason = f"the worker refused the node's payload ({error.reason}): {error}"
-    return TaskComplete(*identity, "FAILED", error=reason, started_at=now, finished_at=now, worker=worker)
+    return TaskComplete(
+        *identity, NodeStatus.FAILED, error=reason, started_at=now, finished_at=now, worker=worker
+    )
 
 
 def refused_payload(payload: Any, error: InvalidMessage) -> DeadLetter:
@@ -171,7 +174,7 @@ def report_all(
             heartbeat.finished(attempt)
             report = TaskComplete(
                 *attempt,
-                "FAILED" if error else "COMPLETED",
+                NodeStatus.FAILED if error else NodeStatus.COMPLETED,
                 output=output,
                 error=error,
                 started_at=started_at,
@@ -184,7 +187,7 @@ def report_all(
         logger.exception("the worker failed running %d node(s); reporting them failed", len(unreported))
         finished_at = timezone.now().isoformat()
         for attempt in sorted(unreported):
-            report = TaskComplete(*attempt, "FAILED", error=f"the worker failed: {exc!r}"[:2000])
+            report = TaskComplete(*attempt, NodeStatus.FAILED, error=f"the worker failed: {exc!r}"[:2000])
             send_report(
                 publication, replace(report, started_at=started_at, finished_at=finished_at, worker=worker)
             )
@@ -218,7 +221,7 @@ def claimed(payloads: list[TaskPayload], started_at: str, worker: str) -> list[T
             payload["execution_id"],
             payload["node_id"],
             {
-                "status": "RUNNING",
+                "status": NodeStatus.RUNNING,
                 "handler": payload["handler"],
                 "position": payload.get("position", 0),
                 "attempt": payload["attempt"],
@@ -266,7 +269,7 @@ def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None
         report = failed(report, f"the handler's output cannot be encoded as JSON: {exc}")
         value = encode(report)
     limit = conf().max_output_bytes
-    if len(value) > limit and report.status == "COMPLETED":
+    if len(value) > limit and report.status == NodeStatus.COMPLETED:
         problem = size_problem("output", report.output, limit, "WORKFLOW_MAX_OUTPUT_BYTES")
         if problem is not None:
             logger.error("%s/%s failed: %s", report.execution_id, report.node_id, problem)
@@ -281,7 +284,7 @@ def send_report(publication: kafka_io.Publication, report: TaskComplete) -> None
 
 
 def failed(report: TaskComplete, error: str) -> TaskComplete:
-    return replace(report, status="FAILED", output=None, error=error)
+    return replace(report, status=NodeStatus.FAILED, output=None, error=error)
 
 
 def deliver(publication: kafka_io.Publication) -> None:

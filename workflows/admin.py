@@ -3,7 +3,7 @@
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from workflows import selectors, services
 from workflows.dag_picture import INK_COLOUR, STATUS_COLOURS, DagPictureUnavailable, dag_svg, status_colour
+from workflows.durations import format_duration
 from workflows.errors import WorkflowError
 from workflows.models import Execution, ExecutionEvent, NodeRun, WorkflowDefinition
 
@@ -49,25 +50,13 @@ def pretty_json(value: object) -> SafeString:
     )
 
 
-def human_duration(span: timedelta) -> str:
-    """`0.42 s`, `12.3 s`, `4 min 05 s`, `2 h 03 min`."""
-    seconds = span.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def run_duration(started_at: datetime | None, finished_at: datetime | None) -> str | None:
     """How long something ran, or has been running so far; None before it started."""
     if started_at is None:
         return None
     if finished_at is None:
-        return f"{human_duration(timezone.now() - started_at)} so far"
-    return human_duration(finished_at - started_at)
+        return f"{format_duration((timezone.now() - started_at).total_seconds())} so far"
+    return format_duration((finished_at - started_at).total_seconds())
 
 
 def as_uuid(text: str) -> uuid.UUID | None:
@@ -286,7 +275,7 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="node states")
     def dag_picture(self, execution: Execution) -> SafeString:
-        node_states = selectors.execution_status(execution.pk)["node_states"]
+        node_states = selectors.execution_status(execution.pk).node_states
         return format_html(
             '{}<p class="help">{}</p>', picture_html(execution.definition.spec, node_states), LIVE_STATE_NOTE
         )

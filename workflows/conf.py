@@ -53,6 +53,7 @@ class EngineConf:
     retention_days: int
     mirror_ttl_seconds: int
     signing_key: bytes
+    events_page_size: int
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -100,6 +101,7 @@ def conf() -> EngineConf:
         retention_days=at_least_one("RETENTION_DAYS", raw["RETENTION_DAYS"]),
         mirror_ttl_seconds=at_least_one("MIRROR_TTL_SECONDS", raw["MIRROR_TTL_SECONDS"]),
         signing_key=signing_key(raw["SIGNING_KEY"]),
+        events_page_size=at_least_one("EVENTS_PAGE_SIZE", raw["EVENTS_PAGE_SIZE"]),
     )
     check_size_limits(engine)
     check_liveness(engine)

@@ -6,6 +6,8 @@ from typing import Any
 
 import graphviz
 
+from workflows.models import NodeStatus
+
 # Above these sizes `dot` takes more than about a second (edges cost most) and the picture is no
 # longer readable, so the page shows a message instead.
 MAX_PICTURE_NODES = 500
@@ -15,13 +17,13 @@ RENDER_ENGINE = "dot"
 # The one place a status gets its colour: the DAG picture's node fill and the admin's status badges.
 # Execution statuses are a subset of node statuses, so both kinds share it.
 STATUS_COLOURS: dict[str, str] = {
-    "PENDING": "#e5e7eb",  # grey: not started
-    "QUEUED": "#bfdbfe",  # light blue: dispatched, waiting for a worker
-    "RUNNING": "#fde68a",  # amber: a worker has it
-    "COMPLETED": "#bbf7d0",  # green
-    "FAILED": "#fecaca",  # red
-    "SKIPPED": "#f5f5f4",  # pale: will not run because an ancestor failed
-    "CANCELLED": "#d6d3d1",  # stone: stopped by an operator
+    NodeStatus.PENDING: "#e5e7eb",  # grey: not started
+    NodeStatus.QUEUED: "#bfdbfe",  # light blue: dispatched, waiting for a worker
+    NodeStatus.RUNNING: "#fde68a",  # amber: a worker has it
+    NodeStatus.COMPLETED: "#bbf7d0",  # green
+    NodeStatus.FAILED: "#fecaca",  # red
+    NodeStatus.SKIPPED: "#f5f5f4",  # pale: will not run because an ancestor failed
+    NodeStatus.CANCELLED: "#d6d3d1",  # stone: stopped by an operator
 }
 UNKNOWN_STATUS_COLOUR = "#ffffff"  # a node with no state given, e.g. a definition's picture
 INK_COLOUR = "#1f2937"  # text and borders, dark enough on every fill above

@@ -14,7 +14,6 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from functools import cache
 
 import redis
@@ -39,6 +38,7 @@ from redis import RedisError
 from workflows import mirror
 from workflows.clients import kafka_config, redis_client
 from workflows.conf import conf
+from workflows.durations import seconds_between
 from workflows.messages import TASK_COMPLETE, WORKFLOW_START
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeStatus
 from workflows.scheduler import heartbeat as scheduler_heartbeat
@@ -69,13 +69,6 @@ def bucket_bound(value_s: float, bounds_s: tuple[float, ...]) -> str:
     """The `le` label of the smallest bucket that holds the value (`+Inf` above the last bound)."""
     bound = next((bound for bound in bounds_s if value_s <= bound), math.inf)
     return floatToGoString(bound)
-
-
-def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
-    """Seconds from start to end; never negative, since the two may come from different hosts' clocks."""
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start).total_seconds())
 
 
 def waited_for_backoff(node: NodeRun) -> bool:

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from workflows.clients import redis_client
 from workflows.conf import conf
-from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun
+from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeStatus
 
 logger = logging.getLogger(__name__)
 # A running execution's mirror lives this long after its last change; a finished one's until
@@ -35,14 +35,14 @@ NODE_PREFIX = "n:"
 # An execution missing from the mirror (Redis restarted empty, a broker Redis apart lost it) gets
 # a hash holding the claim alone, with the mirror's TTL, so that a second copy of the attempt is
 # refused; the selectors rebuild the rest from the database without overwriting it (HSETNX).
-_CLAIM = """
+_CLAIM = f"""
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] then return 1 end
 local attempt = tonumber(ARGV[3])
 if current then
   local node = cjson.decode(current)
   if node.attempt > attempt then return -1 end
-  if node.attempt == attempt and node.status ~= 'QUEUED' then return -1 end
+  if node.attempt == attempt and node.status ~= '{NodeStatus.QUEUED.value}' then return -1 end
 end
 local missing = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -87,7 +87,7 @@ class PendingNode:
     node_id: str
     handler: str
     position: int
-    status: str = "PENDING"
+    status: str = NodeStatus.PENDING
     attempt: int = 0
     queued_at: datetime | None = None
     started_at: datetime | None = None

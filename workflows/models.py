@@ -27,6 +27,23 @@ class NodeStatus(models.TextChoices):
     CANCELLED = "CANCELLED"
 
 
+class EventKind(models.TextChoices):
+    """What an entry of an execution's history records."""
+
+    SUBMITTED = "submitted"
+    TRIGGERED = "triggered"
+    STARTED = "started"
+    NODE_QUEUED = "node_queued"
+    NODE_COMPLETED = "node_completed"
+    NODE_RETRY = "node_retry"
+    NODE_LOST = "node_lost"
+    NODE_FAILED = "node_failed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RETRIED = "retried"
+
+
 TERMINAL_EXECUTION_STATUSES = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
@@ -132,7 +149,7 @@ class ExecutionEvent(models.Model):
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    kind = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
     node_id = models.CharField(max_length=128, blank=True, default="")
     detail = models.JSONField(default=dict, blank=True)
 

@@ -2,16 +2,17 @@
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from django.db.models import QuerySet
 from redis import RedisError
 
-from workers.handlers import handler_names
 from workflows import mirror
 from workflows.core.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
+from workflows.handlers.registry import handler_names
 from workflows.models import (
     TERMINAL_EXECUTION_STATUSES,
     Execution,
@@ -84,31 +85,41 @@ def mirrored_status(execution_id: uuid.UUID) -> tuple[dict[str, Any], dict[str, 
     return state
 
 
-def execution_status(execution_id: object) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExecutionState:
+    """An execution's state as stored (the mirror's summary and node details, see mirror.py);
+    StatusResponseSerializer renders it."""
+
+    execution_id: uuid.UUID
+    summary: dict[str, Any]
+    nodes: dict[str, dict[str, Any]]
+
+    @property
+    def percentage(self) -> float:
+        total = self.summary["total"]
+        return round(100.0 * self.summary["completed"] / total, 1) if total else 0.0
+
+    @property
+    def node_states(self) -> dict[str, str]:
+        return {node_id: detail["status"] for node_id, detail in self.nodes.items()}
+
+
+def execution_status(execution_id: object) -> ExecutionState:
     """Status, progress and per-node detail: from the Redis mirror, else from the database."""
     parsed = parse_execution_id(execution_id)
     summary, nodes = mirrored_status(parsed) or status_from_database(parsed)
-    total, completed = summary["total"], summary["completed"]
-    return {
-        "execution_id": str(parsed),
-        "name": summary["name"],
-        "status": summary["status"],
-        "progress": {
-            "total": total,
-            "completed": completed,
-            "failed": summary["failed"],
-            "percentage": round(100.0 * completed / total, 1) if total else 0.0,
-        },
-        "node_states": {node_id: detail["status"] for node_id, detail in nodes.items()},
-        "nodes": nodes,
-        "error": summary["error"],
-        "created_at": summary["created_at"],
-        "started_at": summary["started_at"],
-        "finished_at": summary["finished_at"],
-    }
+    return ExecutionState(parsed, summary, nodes)
 
 
-def execution_results(execution_id: object) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExecutionResults:
+    """A finished execution and its completed nodes' outputs by node id."""
+
+    execution: Execution
+    results: dict[str, Any]
+
+
+def execution_results(execution_id: object) -> ExecutionResults:
     """Every completed node's output, once the execution has finished."""
     execution = execution_get(execution_id)
     if execution.status not in TERMINAL_EXECUTION_STATUSES:
@@ -117,13 +128,7 @@ def execution_results(execution_id: object) -> dict[str, Any]:
             f"execution '{execution.pk}' is {execution.status}; results are available once it has finished",
         )
     outputs = NodeRun.objects.filter(execution=execution, status=NodeStatus.COMPLETED).order_by("position")
-    return {
-        "execution_id": str(execution.pk),
-        "name": execution.name,
-        "status": execution.status,
-        "results": dict(outputs.values_list("node_id", "output")),
-        "error": execution.error or None,
-    }
+    return ExecutionResults(execution, dict(outputs.values_list("node_id", "output")))
 
 
 def execution_events(execution_id: object) -> QuerySet[ExecutionEvent]:

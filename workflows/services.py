@@ -7,18 +7,19 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from workers.handlers import handler_names
 from workflows import bulk, mirror, outbox
 from workflows.conf import conf
 from workflows.core.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.core.limits import size_problem
 from workflows.errors import WorkflowError
+from workflows.handlers.registry import handler_names
 from workflows.messages import WORKFLOW_START, task_id
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     RESETTABLE_NODE_STATUSES,
     RETRYABLE_EXECUTION_STATUSES,
     TERMINAL_EXECUTION_STATUSES,
+    EventKind,
     Execution,
     ExecutionEvent,
     ExecutionStatus,
@@ -74,7 +75,9 @@ def workflow_submit(*, data: object, input: dict[str, Any] | None = None, trigge
         definition=definition, name=spec.name, input=workflow_input, total_nodes=len(spec.nodes)
     )
     insert_pending_nodes(execution, spec)
-    ExecutionEvent.objects.create(execution=execution, kind="submitted", detail={"nodes": len(spec.nodes)})
+    ExecutionEvent.objects.create(
+        execution=execution, kind=EventKind.SUBMITTED, detail={"nodes": len(spec.nodes)}
+    )
     if trigger:
         return execution_trigger(execution_id=execution.pk)
     pending = [
@@ -124,7 +127,7 @@ def execution_trigger(*, execution_id: object) -> Execution:
     execution.status = ExecutionStatus.RUNNING
     execution.triggered_at = timezone.now()
     execution.save(update_fields=["status", "triggered_at"])
-    ExecutionEvent.objects.create(execution=execution, kind="triggered")
+    ExecutionEvent.objects.create(execution=execution, kind=EventKind.TRIGGERED)
     outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
     transaction.on_commit(lambda: mirror.publish_quietly(execution, []))
     return execution
@@ -148,7 +151,9 @@ def execution_cancel(*, execution_id: object) -> Execution:
     execution.nodes.filter(pk__in=[node.pk for node in open_nodes]).update(status=NodeStatus.CANCELLED)
     for node in open_nodes:
         node.status = NodeStatus.CANCELLED
-    ExecutionEvent.objects.create(execution=execution, kind="cancelled", detail={"nodes": len(open_nodes)})
+    ExecutionEvent.objects.create(
+        execution=execution, kind=EventKind.CANCELLED, detail={"nodes": len(open_nodes)}
+    )
     revoked = [task_id(str(execution.pk), node.node_id, node.attempt) for node in open_nodes if node.attempt]
     transaction.on_commit(lambda: mirror.publish_quietly(execution, open_nodes))
     if revoked:
@@ -192,7 +197,7 @@ def execution_retry(*, execution_id: object) -> Execution:
     execution.status, execution.error, execution.finished_at = ExecutionStatus.RUNNING, "", None
     execution.failed_nodes = 0
     execution.save(update_fields=["status", "error", "finished_at", "failed_nodes"])
-    ExecutionEvent.objects.create(execution=execution, kind="retried", detail={"nodes": len(reset)})
+    ExecutionEvent.objects.create(execution=execution, kind=EventKind.RETRIED, detail={"nodes": len(reset)})
     outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
     transaction.on_commit(lambda: mirror.publish_quietly(execution, reset))
     return execution

@@ -14,8 +14,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
 ]
 
-# Errors Django answers itself are JSON too (workflows/api/errors_views.py).
-handler400 = "workflows.api.errors_views.bad_request"
-handler403 = "workflows.api.errors_views.permission_denied"
-handler404 = "workflows.api.errors_views.not_found"
-handler500 = "workflows.api.errors_views.server_error"
+# Errors Django answers itself are JSON too (workflows/api/errors.py).
+handler400 = "workflows.api.errors.bad_request"
+handler403 = "workflows.api.errors.permission_denied"
+handler404 = "workflows.api.errors.not_found"
+handler500 = "workflows.api.errors.server_error"

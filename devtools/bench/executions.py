@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from devtools.devstack import Stack
+from workflows.models import ExecutionStatus
 
 POLL_INTERVAL_S = 0.25
 
@@ -37,7 +38,7 @@ def wait_none_running(stack: Stack, name: str, deadline: float) -> None:
 def finished_executions(stack: Stack, name: str) -> list[dict[str, Any]]:
     """The finished executions named like `name`; RuntimeError naming the first that did not complete."""
     rows = stack.api.executions(name=name)
-    failed = [row for row in rows if row["status"] != "COMPLETED"]
+    failed = [row for row in rows if row["status"] != ExecutionStatus.COMPLETED]
     if failed:
         raise RuntimeError(
             f"{len(failed)} of {len(rows)} executions did not complete: "

@@ -25,8 +25,8 @@ from devtools.bench.executions import ShapeTimeout, epoch, finished_executions, 
 from devtools.bench.profile import PySpy
 from devtools.bench.shapes import Sizes
 from devtools.devstack import Stack, start_stack
-from workers.handlers import handler_names
 from workflows.core.dag import parse_workflow
+from workflows.handlers.registry import handler_names
 
 SHAPES = ("canvas", "hop_latency", "fan_out", "throughput", "definitions", "cost")
 PROFILED_PROCESSES = ("scheduler", "worker", "api")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from devtools import ledger
-from workers.handlers import NodeContext, run_handler
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext, run_handler
 
 
 @pytest.fixture

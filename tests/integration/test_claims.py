@@ -81,7 +81,7 @@ def test_an_execution_missing_from_the_mirror_is_claimed_once_and_rebuilt_around
         assert mirror.mark_running([claim(other, "a", worker="w2")]) == [False]
         assert 0 < mirror.client().ttl(mirror.key(other.pk)) <= mirror.MIRROR_TTL_S
         assert mirror.read(other.pk) is None  # no summary: status reads rebuild from the database
-        assert selectors.execution_status(other.pk)["node_states"] == {"a": "QUEUED", "b": "QUEUED"}
+        assert selectors.execution_status(other.pk).node_states == {"a": "QUEUED", "b": "QUEUED"}
         summary, nodes = mirror.read(other.pk)
         assert summary["total"] == 2
         assert (nodes["a"]["status"], nodes["a"]["worker"]) == ("RUNNING", "w")  # the claim stands

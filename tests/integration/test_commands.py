@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from devtools.devstack import ROOT, Stack
-from workflows import cli
+from workflows.management import console
 
 EXAMPLES = sorted(path.relative_to(ROOT) for path in (ROOT / "examples").glob("*.json"))
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -98,7 +98,7 @@ def test_a_failing_execution_exits_1_with_its_error(stack: Stack, tmp_path: Path
     }
     path = write_workflow(tmp_path, workflow)
     run = submit(stack, path, "--wait", "--timeout", WAIT_S)
-    assert run.returncode == cli.EXIT_FAILED, run.stdout + run.stderr
+    assert run.returncode == console.EXIT_FAILED, run.stdout + run.stderr
     assert f"{path}: FAILED 1/3 nodes, 1 failed" in run.stdout
     assert re.search(rf"{re.escape(path)}: execution {UUID} FAILED: .*B.*HTTP 500", run.stderr), run.stderr
 
@@ -110,7 +110,7 @@ def test_waiting_past_the_timeout_exits_3(stack: Stack, tmp_path: Path) -> None:
     }
     path = write_workflow(tmp_path, workflow)
     run = submit(stack, path, "--wait", "--timeout", "0.5")
-    assert run.returncode == cli.EXIT_TIMED_OUT, run.stdout + run.stderr
+    assert run.returncode == console.EXIT_TIMED_OUT, run.stdout + run.stderr
     assert "timed out" in run.stderr and "unfinished after 0.500s" in run.stderr
 
 
@@ -118,7 +118,7 @@ def test_invalid_json_exits_2_naming_line_and_column(stack: Stack, tmp_path: Pat
     path = tmp_path / "broken.json"
     path.write_text('{\n  "name": "Broken",\n  "dag": {"nodes": [}\n}\n')
     run = submit(stack, str(path), "--wait")
-    assert run.returncode == cli.EXIT_INVALID
+    assert run.returncode == console.EXIT_INVALID
     assert f"{path}: invalid JSON at line 3, column 21: Expecting value" in run.stderr
     assert run.stdout == ""
 
@@ -138,7 +138,7 @@ def test_an_invalid_dag_exits_2_naming_node_and_field_and_submits_nothing(
     good = write_workflow(tmp_path, {**workflow, "dag": {"nodes": workflow["dag"]["nodes"][:1]}}, "good.json")
     bad = write_workflow(tmp_path, workflow, "bad.json")
     run = submit(stack, good, bad, "--trigger")
-    assert run.returncode == cli.EXIT_INVALID
+    assert run.returncode == console.EXIT_INVALID
     assert f"{bad}: invalid workflow: node 'summarize': unknown handler 'translate'" in run.stderr
     assert "(at dag.nodes[1].handler)" in run.stderr
     assert "nothing submitted" in run.stderr
@@ -148,7 +148,7 @@ def test_an_invalid_dag_exits_2_naming_node_and_field_and_submits_nothing(
 def test_unreadable_files_exit_2_with_the_os_reason(stack: Stack, tmp_path: Path) -> None:
     missing = tmp_path / "missing.json"
     run = submit(stack, str(missing), str(tmp_path))
-    assert run.returncode == cli.EXIT_INVALID
+    assert run.returncode == console.EXIT_INVALID
     assert f"{missing}: cannot read: No such file or directory" in run.stderr
     assert f"{tmp_path}: cannot read: Is a directory" in run.stderr
 
@@ -191,7 +191,7 @@ def test_data_passing_example_delivers_typed_and_interpolated_values(stack: Stac
 
 def test_validate_workflow_accepts_every_example_but_the_cyclic_one(stack: Stack) -> None:
     run = stack.manage("validate_workflow", *map(str, EXAMPLES), check=False)
-    assert run.returncode == cli.EXIT_INVALID
+    assert run.returncode == console.EXIT_INVALID
     valid = [path for path in EXAMPLES if path.name != "cyclic.json"]
     assert sorted(run.stdout.splitlines()) == sorted(
         f"{path}: OK ({len(json.loads((ROOT / path).read_text())['dag']['nodes'])} nodes)" for path in valid
@@ -222,5 +222,5 @@ def test_workflow_status_shows_every_node_of_a_finished_execution(stack: Stack) 
 @pytest.mark.parametrize("execution_id", ["3f1c0bde-0000-4000-8000-000000000000", "not-a-uuid"])
 def test_workflow_status_of_an_unknown_id_is_not_found(stack: Stack, execution_id: str) -> None:
     run = stack.manage("workflow_status", execution_id, check=False)
-    assert run.returncode == cli.EXIT_INVALID
+    assert run.returncode == console.EXIT_INVALID
     assert f"no execution with id '{execution_id}'" in run.stderr

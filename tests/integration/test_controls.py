@@ -12,14 +12,8 @@ def node(node_id: str, handler: str, deps: list[str] | None = None, **extra: Any
     return {"id": node_id, "handler": handler, "dependencies": deps or [], "config": config, **extra}
 
 
-def events(stack: Stack, execution_id: str) -> list[dict[str, Any]]:
-    response = requests.get(stack.url(f"/workflows/{execution_id}/events"), timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def kinds(stack: Stack, execution_id: str, node_id: str) -> list[str]:
-    return [event["kind"] for event in events(stack, execution_id) if event["node_id"] == node_id]
+    return [event["kind"] for event in stack.events(execution_id) if event["node_id"] == node_id]
 
 
 def post(stack: Stack, path: str) -> requests.Response:

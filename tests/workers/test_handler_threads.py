@@ -10,8 +10,8 @@ import pytest
 from devtools.devstack import wait_until
 from workers import handler_threads
 from workers.handler_threads import Job, run_all
-from workers.handlers import NodeContext
 from workflows.conf import conf
+from workflows.handlers.registry import NodeContext
 
 
 def job(handler: str, timeout_s: float | None = 5, node_id: str = "n") -> Job:

@@ -14,7 +14,14 @@ from django.utils import timezone
 from workflows import mirror, services
 from workflows.admin import ExecutionAdmin
 from workflows.dag_picture import STATUS_COLOURS
-from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun, WorkflowDefinition
+from workflows.models import (
+    EventKind,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    NodeRun,
+    WorkflowDefinition,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("test_redis")]  # the mirror: tests/conftest.py
 
@@ -96,7 +103,7 @@ def test_list_is_newest_first_with_badge_progress_and_duration(admin_client: Cli
     row = html[html.index(str(failed.pk)) :]
     assert f"background:{STATUS_COLOURS['FAILED']}" in row
     assert "3/4 (1 failed)" in row
-    assert "3.00 s" in row
+    assert "3.000s" in row
     assert "so far" in html  # the RUNNING one
 
 
@@ -152,7 +159,7 @@ def finished_diamond() -> Execution:
             worker="worker-1@host" if ran else "",
             **outcome,
         )
-        ExecutionEvent.objects.create(execution=execution, kind="node_finished", node_id=node_id)
+        ExecutionEvent.objects.create(execution=execution, kind=EventKind.NODE_COMPLETED, node_id=node_id)
     Execution.objects.filter(pk=execution.pk).update(
         status="FAILED",
         completed_nodes=2,
@@ -185,9 +192,9 @@ def test_change_page_shows_nodes_events_and_the_dag_picture(admin_client: Client
     assert "&quot;html&quot;: &quot;&lt;b&gt;bold&lt;/b&gt;&quot;" in outputs[0]  # pretty and escaped
     assert "HTTP 500 from &lt;upstream&gt;" in outputs[2]
     assert "<b>bold</b>" not in html
-    assert cells(events_table, "kind") == ["submitted", "triggered", *["node_finished"] * 4]
+    assert cells(events_table, "kind") == ["Submitted", "Triggered", *["Node Completed"] * 4]
     assert cells(events_table, "node_id") == ["-", "-", "A", "B", "C", "D"]
-    assert "3.00 s" in html  # the execution's duration
+    assert "3.000s" in html  # the execution's duration
     assert 'name="_save"' not in html  # nothing to edit
 
 

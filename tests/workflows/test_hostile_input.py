@@ -14,7 +14,7 @@ from django.test import Client, RequestFactory
 from rest_framework.exceptions import ParseError
 
 from workflows import selectors
-from workflows.api import errors_views, parsers
+from workflows.api import errors, parsers
 from workflows.api.parsers import MAX_JSON_DEPTH
 from workflows.core.templates import TemplateResolutionError, find_references, resolve
 from workflows.models import NodeRun
@@ -326,7 +326,7 @@ def test_default_limit_is_32_mib_and_holds_a_100000_node_chain(client: Client, s
 def test_request_data_too_big_is_413_wherever_django_raises_it() -> None:
     request = RequestFactory().post("/workflows")
 
-    response = errors_views.bad_request(request, RequestDataTooBig("too big"))
+    response = errors.bad_request(request, RequestDataTooBig("too big"))
 
     error = error_of(response, 413)
     assert "larger than the" in error["detail"]

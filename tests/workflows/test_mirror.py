@@ -57,7 +57,7 @@ def test_a_read_does_not_mirror_an_execution_finished_longer_ago_than_the_ttl(
 
     state = selectors.execution_status(old.pk)
 
-    assert state["status"] == "COMPLETED" and state["node_states"] == {"a": "PENDING"}
+    assert state.summary["status"] == "COMPLETED" and state.node_states == {"a": "PENDING"}
     assert not mirror.client().exists(mirror.key(old.pk))
 
 

@@ -233,23 +233,15 @@ FAILED_RESULTS = {
     "results": {"params": {"topic": "cats"}, "write": WRITE_OUTPUT},
     "error": "node 'fetch' failed: HandlerError: HTTP 500 from https://api.example.com/facts/cats",
 }
-EVENTS = [
-    {"at": "2025-01-06T09:59:59.870000Z", "kind": "submitted", "node_id": "", "detail": {"nodes": 4}},
-    {"at": "2025-01-06T09:59:59.990000Z", "kind": "triggered", "node_id": "", "detail": {}},
-    {"at": "2025-01-06T10:00:00.004000Z", "kind": "started", "node_id": "", "detail": {}},
-    {
-        "at": "2025-01-06T10:00:00.004000Z",
-        "kind": "node_queued",
-        "node_id": "params",
-        "detail": {"attempt": 1},
-    },
-    {
-        "at": "2025-01-06T10:00:00.020000Z",
-        "kind": "node_completed",
-        "node_id": "params",
-        "detail": {"attempt": 1},
-    },
-]
+# One event: the schema shows it as the `results` of a page.
+EVENT = {
+    "at": "2025-01-06T10:00:00.020000Z",
+    "kind": "node_completed",
+    "node_id": "params",
+    "detail": {"attempt": 1},
+}
+EVENTS_NEXT = f"http://127.0.0.1:8000/workflows/{EXECUTION_ID}/events?cursor=cD0xMjM%3D"
+EVENTS_PREVIOUS = None
 LIST_COUNT = 120
 LIST_NEXT = "http://127.0.0.1:8000/workflows?page=3&status=COMPLETED"
 LIST_PREVIOUS = "http://127.0.0.1:8000/workflows?page=1&status=COMPLETED"
@@ -329,7 +321,7 @@ RESULTS_EXAMPLES = [
     OpenApiExample("Completed", RESULTS, summary="Every node's output"),
     OpenApiExample("Failed", FAILED_RESULTS, summary="Outputs of the nodes that completed"),
 ]
-EVENTS_EXAMPLES = [OpenApiExample("History", EVENTS, summary="The first state changes")]
+EVENTS_EXAMPLES = [OpenApiExample("History", EVENT, summary="A page of the history")]
 TRIGGERED_EXAMPLES = [OpenApiExample("Triggered", TRIGGERED)]
 CANCELLED_EXAMPLES = [OpenApiExample("Cancelled", CANCELLED)]
 RETRYING_EXAMPLES = [OpenApiExample("Retrying", RETRYING)]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from workflows.api.errors_views import json_error, too_large
+from workflows.api.errors import json_error, too_large
 
 _LENGTH = re.compile(r"[0-9]{1,20}")
 

@@ -1,4 +1,5 @@
-"""API views: each validates, calls one service or selector, and shapes the response.
+"""API views: each validates, calls one service or selector, and renders the answer with the
+serializer that documents it (workflows/api/serializers.py).
 
 The OpenAPI annotations name each operation and list its answers; the example bodies live in
 workflows/api/examples.py.
@@ -16,15 +17,15 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request, is_form_media_type
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from workflows import selectors, services
-from workflows.__about__ import SERVICE_NAME, VERSION
 from workflows.api import examples, serializers
+from workflows.conf import conf
 from workflows.health import health
 from workflows.models import Execution, ExecutionStatus
 
@@ -54,6 +55,22 @@ class ExecutionPagination(PageNumberPagination):
         paginated["properties"]["count"]["example"] = examples.LIST_COUNT
         paginated["properties"]["next"]["example"] = examples.LIST_NEXT
         paginated["properties"]["previous"]["example"] = examples.LIST_PREVIOUS
+        return paginated
+
+
+class EventPagination(CursorPagination):
+    """An execution's history a page at a time, oldest first: the cursor is the event id, so
+    events written while a client walks the pages are neither skipped nor repeated."""
+
+    ordering = "id"
+
+    def get_page_size(self, request: Request) -> int:
+        return conf().events_page_size
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["next"]["example"] = examples.EVENTS_NEXT
+        paginated["properties"]["previous"]["example"] = examples.EVENTS_PREVIOUS
         return paginated
 
 
@@ -140,15 +157,7 @@ class WorkflowListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         workflow = submitted_workflow(request)
         execution = services.workflow_submit(data=workflow, trigger=wants_trigger(request, workflow))
-        message = (
-            "Workflow submitted and triggered"
-            if execution.triggered_at
-            else (f"Workflow submitted; trigger it with POST /workflows/{execution.pk}/trigger")
-        )
-        return Response(
-            {"execution_id": str(execution.pk), "status": execution.status.lower(), "message": message},
-            status=201,
-        )
+        return Response(serializers.SubmitResponseSerializer(execution).data, status=201)
 
 
 class TriggerSchema(AutoSchema):
@@ -164,92 +173,116 @@ class TriggerSchema(AutoSchema):
         return self.legacy()
 
 
-def action_response(execution: Execution, status: str, message: str) -> Response:
-    """The answer to trigger, cancel and retry, in the original engine's shape."""
-    return Response({"status": status, "execution_id": str(execution.pk), "message": message})
+class ExecutionActionView(APIView):
+    """Trigger, cancel or retry: one service call, answered in the original engine's shape."""
+
+    outcome = ""
+    message = ""
+
+    def act(self, execution_id: str) -> Execution:
+        raise NotImplementedError
+
+    def post(self, request: Request, execution_id: str) -> Response:
+        answer = {"outcome": self.outcome, "execution": self.act(execution_id), "message": self.message}
+        return Response(serializers.ActionResponseSerializer(answer).data)
 
 
-class WorkflowTriggerView(APIView):
+def action_schema(
+    summary: str, description: str, answered: list[OpenApiExample], refused: OpenApiResponse, **kwargs: Any
+) -> Any:
+    """The schema of an action: its answer, and its refusals (404, 409, and the write refusals)."""
+    return extend_schema(
+        summary=summary,
+        description=description,
+        tags=[CONTROL],
+        request=None,
+        responses={
+            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=answered),
+            404: NOT_FOUND,
+            409: refused,
+            **WRITE_REFUSED,
+        },
+        **kwargs,
+    )
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Trigger an execution",
+        "Start a PENDING execution; it runs once, so a second trigger is refused. "
+        "`POST /workflow/trigger/{execution_id}` is the original engine's route for the same.",
+        examples.TRIGGERED_EXAMPLES,
+        error("It was already triggered.", examples.ALREADY_TRIGGERED_EXAMPLES),
+    )
+)
+class WorkflowTriggerView(ExecutionActionView):
     """Start a submitted execution (also served at /workflow/trigger/{id}, as the original did)."""
 
     schema = TriggerSchema()
+    outcome, message = "triggered", "Workflow execution started"
 
-    @extend_schema(
-        summary="Trigger an execution",
-        description="Start a PENDING execution; it runs once, so a second trigger is refused. "
-        "`POST /workflow/trigger/{execution_id}` is the original engine's route for the same.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.TRIGGERED_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It was already triggered.", examples.ALREADY_TRIGGERED_EXAMPLES),
-            **WRITE_REFUSED,
-        },
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_trigger(execution_id=execution_id)
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Cancel an execution",
+        "No node starts any more; queued tasks are revoked and late results ignored.",
+        examples.CANCELLED_EXAMPLES,
+        error("It has already finished.", examples.ALREADY_FINISHED_EXAMPLES),
+        operation_id="executions_cancel",
     )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_trigger(execution_id=execution_id)
-        return action_response(execution, "triggered", "Workflow execution started")
-
-
-class WorkflowCancelView(APIView):
+)
+class WorkflowCancelView(ExecutionActionView):
     """Cancel a pending or running execution (409 once it has finished)."""
 
-    @extend_schema(
-        operation_id="executions_cancel",
-        summary="Cancel an execution",
-        description="No node starts any more; queued tasks are revoked and late results ignored.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.CANCELLED_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It has already finished.", examples.ALREADY_FINISHED_EXAMPLES),
-            **WRITE_REFUSED,
-        },
+    outcome, message = "cancelled", "Workflow execution cancelled"
+
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_cancel(execution_id=execution_id)
+
+
+@extend_schema_view(
+    post=action_schema(
+        "Retry a failed execution",
+        "Run a FAILED or CANCELLED execution again from where it stopped: completed nodes "
+        "keep their outputs, the others start over with a fresh retry budget.",
+        examples.RETRYING_EXAMPLES,
+        error("It is neither FAILED nor CANCELLED.", examples.NOT_RETRYABLE_EXAMPLES),
+        operation_id="executions_retry",
     )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_cancel(execution_id=execution_id)
-        return action_response(execution, "cancelled", "Workflow execution cancelled")
-
-
-class WorkflowRetryView(APIView):
+)
+class WorkflowRetryView(ExecutionActionView):
     """Run a FAILED or CANCELLED execution again from its failed nodes; completed nodes keep their outputs."""
 
-    @extend_schema(
-        operation_id="executions_retry",
-        summary="Retry a failed execution",
-        description="Run a FAILED or CANCELLED execution again from where it stopped: completed nodes "
-        "keep their outputs, the others start over with a fresh retry budget.",
-        tags=[CONTROL],
-        request=None,
-        responses={
-            200: OpenApiResponse(serializers.ActionResponseSerializer, examples=examples.RETRYING_EXAMPLES),
-            404: NOT_FOUND,
-            409: error("It is neither FAILED nor CANCELLED.", examples.NOT_RETRYABLE_EXAMPLES),
-            **WRITE_REFUSED,
-        },
-    )
-    def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_retry(execution_id=execution_id)
-        return action_response(execution, "retrying", "Failed nodes will run again")
+    outcome, message = "retrying", "Failed nodes will run again"
+
+    def act(self, execution_id: str) -> Execution:
+        return services.execution_retry(execution_id=execution_id)
 
 
-class WorkflowEventsView(APIView):
-    """The execution's history: every state change, oldest first."""
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         operation_id="executions_events",
         summary="Execution history",
-        description="Every state change of the execution, oldest first.",
+        description="Every state change of the execution, oldest first, a page at a time "
+        "(`WORKFLOW_EVENTS_PAGE_SIZE`, 100 by default): follow `next` until it is null.",
         tags=[EXECUTIONS],
         responses={
             200: OpenApiResponse(serializers.EventSerializer(many=True), examples=examples.EVENTS_EXAMPLES),
             404: NOT_FOUND,
         },
     )
-    def get(self, request: Request, execution_id: str) -> Response:
-        return Response(serializers.EventSerializer(selectors.execution_events(execution_id), many=True).data)
+)
+class WorkflowEventsView(generics.ListAPIView):
+    """The execution's history: every state change, oldest first, paginated with a cursor."""
+
+    serializer_class = serializers.EventSerializer
+    pagination_class = EventPagination
+
+    def get_queryset(self) -> Any:
+        return selectors.execution_events(self.kwargs["execution_id"])
 
 
 class WorkflowStatusView(APIView):
@@ -267,7 +300,7 @@ class WorkflowStatusView(APIView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        return Response(selectors.execution_status(execution_id))
+        return Response(serializers.status_body(selectors.execution_status(execution_id)))
 
 
 class WorkflowResultsView(APIView):
@@ -285,7 +318,7 @@ class WorkflowResultsView(APIView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        return Response(selectors.execution_results(execution_id))
+        return Response(serializers.ResultsResponseSerializer(selectors.execution_results(execution_id)).data)
 
 
 class HealthView(APIView):
@@ -309,8 +342,7 @@ class HealthView(APIView):
     )
     def get(self, request: Request) -> Response:
         report = health()
-        body = {"status": report["status"], "service": SERVICE_NAME, "version": VERSION, **report}
-        return Response(body, status=503 if report["down"] else 200)
+        return Response(serializers.HealthSerializer(report).data, status=503 if report["down"] else 200)
 
 
 def drop_optional_trailing_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:

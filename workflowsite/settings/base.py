@@ -142,7 +142,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "workflows.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "workflows.api.errors.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "workflows.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
@@ -231,6 +231,7 @@ WORKFLOWS = {
     # A finished execution leaves the Redis mirror this long after it finished.
     "MIRROR_TTL_SECONDS": os.environ.get("WORKFLOW_MIRROR_TTL_SECONDS", str(24 * 3600)),
     "SIGNING_KEY": os.environ.get("WORKFLOW_SIGNING_KEY", ""),
+    "EVENTS_PAGE_SIZE": os.environ.get("WORKFLOW_EVENTS_PAGE_SIZE", "100"),
 }
 
 LOGGING = {

@@ -1,7 +1,7 @@
 """Run failed or cancelled executions again from their failed nodes."""
 
 from workflows import services
-from workflows.cli import ExecutionActionCommand
+from workflows.management.console import ExecutionActionCommand
 
 
 class Command(ExecutionActionCommand):

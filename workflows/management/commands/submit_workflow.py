@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import cli, selectors, services
-from workflows.cli import InputError, LoadedWorkflow
+from workflows import services
+from workflows.management import console
+from workflows.management.console import InputError, LoadedWorkflow
 
 
 class Command(BaseCommand):
@@ -29,10 +30,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--timeout",
-            type=cli.positive_seconds,
-            default=cli.DEFAULT_TIMEOUT_S,
+            type=console.positive_seconds,
+            default=console.DEFAULT_TIMEOUT_S,
             metavar="SECONDS",
-            help=f"how long --wait waits for all executions (default {cli.DEFAULT_TIMEOUT_S:g})",
+            help=f"how long --wait waits for all executions (default {console.DEFAULT_TIMEOUT_S:g})",
         )
         parser.add_argument(
             "--input",
@@ -57,9 +58,9 @@ class Command(BaseCommand):
         **options: object,
     ) -> None:
         try:
-            parameters = cli.parse_input_option(workflow_input) if workflow_input is not None else None
+            parameters = console.parse_input_option(workflow_input) if workflow_input is not None else None
         except InputError as exc:
-            raise CommandError(str(exc), returncode=cli.EXIT_INVALID) from None
+            raise CommandError(str(exc), returncode=console.EXIT_INVALID) from None
         workflows = self.load_all(files, parameters)
         executions = [
             services.workflow_submit(data=workflow.data, input=parameters, trigger=trigger or wait)
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         if wait:
             states = self.follow(entries, timeout, as_json)
             rows = [{**entry, **outcome(state)} for entry, state in zip(entries, states, strict=True)]
-            code, message = cli.outcome_problems([entry["file"] for entry in entries], states, timeout)
+            code, message = console.outcome_problems([entry["file"] for entry in entries], states, timeout)
         if as_json:
             self.stdout.write(json.dumps(rows, indent=2))
         if code:
@@ -88,18 +89,18 @@ class Command(BaseCommand):
 
     def load_all(self, files: list[str], overrides: dict[str, Any] | None) -> list[LoadedWorkflow]:
         """Every file validated, or each problem on stderr and exit 2 with nothing submitted."""
-        results = cli.load_each(files, overrides)
+        results = console.load_each(files, overrides)
         problems = [result for result in results if isinstance(result, InputError)]
         for problem in problems:
             self.stderr.write(str(problem))
         if problems:
             raise CommandError(
                 f"{len(problems)} of {len(files)} file(s) invalid; nothing submitted",
-                returncode=cli.EXIT_INVALID,
+                returncode=console.EXIT_INVALID,
             )
         return [result for result in results if isinstance(result, LoadedWorkflow)]
 
-    def follow(self, entries: list[dict[str, str]], timeout: float, as_json: bool) -> list[cli.State]:
+    def follow(self, entries: list[dict[str, str]], timeout: float, as_json: bool) -> list[console.State]:
         """Wait with live progress; on stderr when stdout carries the JSON document."""
         stream = self.stderr if as_json else self.stdout
         terminal = stream.isatty()
@@ -109,7 +110,7 @@ class Command(BaseCommand):
             stream.write(frame, style_func=lambda text: text, ending="")
             stream.flush()
 
-        display = cli.ProgressDisplay(
+        display = console.ProgressDisplay(
             write,
             [entry["file"] for entry in entries],
             terminal=terminal,
@@ -117,17 +118,17 @@ class Command(BaseCommand):
         )
         execution_ids = [entry["execution_id"] for entry in entries]
         try:
-            return cli.wait_for(
-                execution_ids, status_of=selectors.execution_status, display=display, timeout_s=timeout
+            return console.wait_for(
+                execution_ids, status_of=console.status_of, display=display, timeout_s=timeout
             )
         except KeyboardInterrupt:
             raise CommandError(
                 f"interrupted; the executions keep running: {', '.join(execution_ids)}",
-                returncode=cli.EXIT_INTERRUPTED,
+                returncode=console.EXIT_INTERRUPTED,
             ) from None
 
 
-def outcome(state: cli.State) -> dict[str, Any]:
+def outcome(state: console.State) -> dict[str, Any]:
     """The fields of a followed execution that the JSON document reports."""
     keys = ("status", "progress", "error", "created_at", "started_at", "finished_at")
     return {key: state[key] for key in keys}

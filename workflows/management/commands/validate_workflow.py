@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import cli
-from workflows.cli import InputError
+from workflows.management import console
+from workflows.management.console import InputError
 
 
 class Command(BaseCommand):
@@ -18,11 +18,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, files: list[str], **options: object) -> None:
         invalid = 0
-        for result in cli.load_each(files):
+        for result in console.load_each(files):
             if isinstance(result, InputError):
                 invalid += 1
                 self.stderr.write(str(result))
             else:
                 self.stdout.write(f"{result.path}: OK ({len(result.spec.nodes)} nodes)")
         if invalid:
-            raise CommandError(f"{invalid} of {len(files)} file(s) invalid", returncode=cli.EXIT_INVALID)
+            raise CommandError(f"{invalid} of {len(files)} file(s) invalid", returncode=console.EXIT_INVALID)

@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import cli, selectors
 from workflows.errors import NotFound
+from workflows.management import console
 
 
 class Command(BaseCommand):
@@ -23,11 +23,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, execution_id: str, as_json: bool, **options: object) -> None:
         try:
-            state = selectors.execution_status(execution_id)
+            state = console.status_of(execution_id)
         except NotFound as exc:
-            raise CommandError(exc.message, returncode=cli.EXIT_INVALID) from None
+            raise CommandError(exc.message, returncode=console.EXIT_INVALID) from None
         if as_json:
             self.stdout.write(json.dumps(state, indent=2))
             return
-        for line in cli.status_lines(state):
+        for line in console.status_lines(state):
             self.stdout.write(line)

@@ -1,8 +1,21 @@
-"""One exception handler: every API error is JSON with a `detail` sentence, a `code` and `errors`."""
+"""Every HTTP error body, `{"detail", "code", "errors"}`: DRF's exception handler for the API's
+views, and the handlers of the errors Django answers itself (handler400/403/404/500).
+
+Django's own errors follow the API's shape on every route, the admin included: a JSON 404 is as
+readable in a browser as an HTML one, and clients never have to parse HTML. With DEBUG on, Django
+shows its debug pages instead, as usual.
+"""
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -78,3 +91,42 @@ def shown_path(request: HttpRequest | Request) -> str:
     """The request path for a message, cut so that a huge URL cannot flood logs and responses."""
     path = request.path
     return path if len(path) <= _SHOWN_PATH_LENGTH else path[:_SHOWN_PATH_LENGTH] + "…"
+
+
+def json_error(
+    status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None
+) -> JsonResponse:
+    """An error response in the API's shape."""
+    return JsonResponse(error_body(code, detail, errors), status=status)
+
+
+def too_large(limit: int) -> JsonResponse:
+    return json_error(413, "too_large", f"request body is larger than the {limit}-byte limit")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler400: Django's SuspiciousOperation family, named without echoing what the client sent."""
+    if isinstance(exception, RequestDataTooBig):
+        return too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exception, DisallowedHost):
+        detail = "the Host header names a host this server does not serve"
+    elif isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        detail = "the request has more form fields or files than this server accepts"
+    else:
+        detail = "the request is malformed and was refused"
+    return json_error(400, "bad_request", detail)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler403."""
+    return json_error(403, "permission_denied", f"you may not access {shown_path(request)}")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler404: unknown URLs, and Http404 raised outside the API."""
+    return json_error(404, "not_found", f"there is nothing at {shown_path(request)}")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """handler500: no traceback and no exception text reach the client; Django logs them."""
+    return json_error(500, "server_error", "internal server error; the details are in the server log")

@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from workflows import cli
-from workflows.cli import InputError, LoadedWorkflow, ProgressDisplay
+from workflows.management import console
+from workflows.management.console import InputError, LoadedWorkflow, ProgressDisplay
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 VALID_EXAMPLES = sorted(path for path in EXAMPLES.glob("*.json") if path.name != "cyclic.json")
 
 
@@ -45,30 +45,30 @@ def state(status: str = "RUNNING", **node_states: str) -> dict[str, Any]:
 
 
 def test_read_json_reads_a_file_with_or_without_a_byte_order_mark(tmp_path: Path) -> None:
-    assert cli.read_json(write(tmp_path, '{"a": [1, 2]}')) == {"a": [1, 2]}
-    assert cli.read_json(write(tmp_path, '\ufeff{"a": 1}', "bom.json")) == {"a": 1}
+    assert console.read_json(write(tmp_path, '{"a": [1, 2]}')) == {"a": [1, 2]}
+    assert console.read_json(write(tmp_path, '\ufeff{"a": 1}', "bom.json")) == {"a": 1}
 
 
 def test_invalid_json_names_the_file_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, '{\n  "name": "x",\n  "dag": }\n')
     with pytest.raises(InputError) as caught:
-        cli.read_json(path)
+        console.read_json(path)
     assert str(caught.value) == f"{path}: invalid JSON at line 3, column 10: Expecting value"
 
 
 def test_empty_file_is_invalid_json_at_line_1_column_1(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     with pytest.raises(InputError, match=r"invalid JSON at line 1, column 1: Expecting value"):
-        cli.read_json(path)
+        console.read_json(path)
 
 
 def test_missing_file_and_directory_give_the_path_and_the_os_reason(tmp_path: Path) -> None:
     missing = tmp_path / "missing.json"
     with pytest.raises(InputError) as caught:
-        cli.read_json(str(missing))
+        console.read_json(str(missing))
     assert str(caught.value) == f"{missing}: cannot read: No such file or directory"
     with pytest.raises(InputError) as caught:
-        cli.read_json(str(tmp_path))
+        console.read_json(str(tmp_path))
     assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"
 
 
@@ -78,13 +78,13 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     with pytest.raises(
         InputError, match=r"latin1\.json: not UTF-8 text: invalid continuation byte at byte 13"
     ):
-        cli.read_json(str(path))
+        console.read_json(str(path))
 
 
 def test_input_option_takes_inline_json_or_a_file(tmp_path: Path) -> None:
-    assert cli.parse_input_option('{"topic": "dogs"}') == {"topic": "dogs"}
+    assert console.parse_input_option('{"topic": "dogs"}') == {"topic": "dogs"}
     path = write(tmp_path, '{"topic": "owls", "n": 2}', "input.json")
-    assert cli.parse_input_option(f"@{path}") == {"topic": "owls", "n": 2}
+    assert console.parse_input_option(f"@{path}") == {"topic": "owls", "n": 2}
 
 
 @pytest.mark.parametrize(
@@ -97,15 +97,15 @@ def test_input_option_takes_inline_json_or_a_file(tmp_path: Path) -> None:
 )
 def test_input_option_errors_are_precise(value: str, message: str) -> None:
     with pytest.raises(InputError) as caught:
-        cli.parse_input_option(value)
+        console.parse_input_option(value)
     assert str(caught.value) == message
 
 
 def test_positive_seconds() -> None:
-    assert cli.positive_seconds("2.5") == 2.5
+    assert console.positive_seconds("2.5") == 2.5
     for text in ("0", "-1", "soon", "inf", "nan"):
         with pytest.raises(argparse.ArgumentTypeError):
-            cli.positive_seconds(text)
+            console.positive_seconds(text)
 
 
 # ---------------------------------------------------------------- validating workflows
@@ -113,7 +113,7 @@ def test_positive_seconds() -> None:
 
 @pytest.mark.parametrize("path", VALID_EXAMPLES, ids=lambda path: path.name)
 def test_every_example_except_the_cyclic_one_validates(path: Path) -> None:
-    loaded = cli.load_workflow(str(path))
+    loaded = console.load_workflow(str(path))
     assert loaded.spec.nodes
 
 
@@ -132,7 +132,7 @@ def test_the_examples_are_all_there() -> None:
 def test_the_cyclic_example_is_rejected_for_its_cycle() -> None:
     path = str(EXAMPLES / "cyclic.json")
     with pytest.raises(InputError) as caught:
-        cli.load_workflow(path)
+        console.load_workflow(path)
     assert str(caught.value) == (
         f"{path}: invalid workflow: cycle detected: A -> B -> C -> A (at dag.nodes[0].dependencies[0])"
     )
@@ -151,7 +151,7 @@ def test_every_problem_of_an_invalid_workflow_is_listed_with_field_and_node(tmp_
     }
     path = write(tmp_path, json.dumps(workflow))
     with pytest.raises(InputError) as caught:
-        cli.load_workflow(path)
+        console.load_workflow(path)
     lines = str(caught.value).splitlines()
     assert lines[0].startswith(f"{path}: invalid workflow: node 'B': unknown handler 'nope'")
     assert lines[0].endswith("; and 2 more problems")
@@ -163,15 +163,15 @@ def test_every_problem_of_an_invalid_workflow_is_listed_with_field_and_node(tmp_
 
 
 def test_problem_line_without_a_field_or_node() -> None:
-    assert cli.problem_line({"field": "", "message": "a workflow must be a JSON object", "node": None}) == (
-        "workflow: a workflow must be a JSON object"
-    )
+    assert console.problem_line(
+        {"field": "", "message": "a workflow must be a JSON object", "node": None}
+    ) == ("workflow: a workflow must be a JSON object")
 
 
 def test_load_each_keeps_order_and_reports_every_file(tmp_path: Path) -> None:
     good = str(EXAMPLES / "diamond.json")
     bad = write(tmp_path, "{", "bad.json")
-    results = cli.load_each([bad, good, str(tmp_path / "gone.json")])
+    results = console.load_each([bad, good, str(tmp_path / "gone.json")])
     assert [type(result) for result in results] == [InputError, LoadedWorkflow, InputError]
 
 
@@ -181,7 +181,7 @@ def test_validate_workflow_command_prints_ok_or_problems_and_exits_2(
     bad = write(tmp_path, '{"name": "x"}', "bad.json")
     with pytest.raises(CommandError) as caught:
         call_command("validate_workflow", str(EXAMPLES / "diamond.json"), bad)
-    assert caught.value.returncode == cli.EXIT_INVALID
+    assert caught.value.returncode == console.EXIT_INVALID
     assert str(caught.value) == "1 of 2 file(s) invalid"
     out, err = capsys.readouterr()
     assert f"{EXAMPLES / 'diamond.json'}: OK (4 nodes)" in out
@@ -193,31 +193,31 @@ def test_validate_workflow_command_prints_ok_or_problems_and_exits_2(
 
 def test_progress_text_counts_nodes_and_names_running_and_queued_ones() -> None:
     running = state(A="COMPLETED", B="RUNNING", C="RUNNING", D="QUEUED", E="PENDING")
-    assert cli.progress_text(running) == "RUNNING 1/5 nodes, running: B, C, queued: D"
+    assert console.progress_text(running) == "RUNNING 1/5 nodes, running: B, C, queued: D"
 
 
 def test_progress_text_of_a_finished_execution_gives_failures_and_duration() -> None:
     failed = state("FAILED", A="COMPLETED", B="FAILED", C="SKIPPED")
-    assert cli.progress_text(failed) == "FAILED 1/3 nodes, 1 failed, in 1.250s"
+    assert console.progress_text(failed) == "FAILED 1/3 nodes, 1 failed, in 1.250s"
 
 
 def test_many_running_names_are_cut_short() -> None:
     many = state(**{f"N{i}": "RUNNING" for i in range(7)})
-    assert cli.progress_text(many) == "RUNNING 0/7 nodes, running: N0, N1, N2, N3 +3 more"
+    assert console.progress_text(many) == "RUNNING 0/7 nodes, running: N0, N1, N2, N3 +3 more"
 
 
 def test_progress_bar() -> None:
-    assert cli.progress_bar(1, 4, width=8) == "[##------]"
-    assert cli.progress_bar(4, 4, width=8) == "[########]"
-    assert cli.progress_bar(0, 0, width=4) == "[----]"
+    assert console.progress_bar(1, 4, width=8) == "[##------]"
+    assert console.progress_bar(4, 4, width=8) == "[########]"
+    assert console.progress_bar(0, 0, width=4) == "[----]"
 
 
 def test_progress_line_plain_and_with_a_bar_cut_to_the_terminal_width() -> None:
     running = state(A="COMPLETED", B="RUNNING")
-    assert cli.progress_line("diamond.json", running) == "diamond.json: RUNNING 1/2 nodes, running: B"
-    with_bar = cli.progress_line("diamond.json", running, bar=True)
+    assert console.progress_line("diamond.json", running) == "diamond.json: RUNNING 1/2 nodes, running: B"
+    with_bar = console.progress_line("diamond.json", running, bar=True)
     assert with_bar == f"diamond.json [{'#' * 10}{'-' * 10}] RUNNING 1/2 nodes, running: B"
-    cut = cli.progress_line("diamond.json", running, bar=True, width=30)
+    cut = console.progress_line("diamond.json", running, bar=True, width=30)
     assert len(cut) == 30 and cut.endswith("...")
 
 
@@ -240,14 +240,14 @@ def test_terminal_display_redraws_one_line_per_execution_in_place() -> None:
     display = ProgressDisplay(stream.write, ["a.json", "long.json"], terminal=True, width=200)
     display.show([state(A="RUNNING"), state(A="RUNNING")])
     first_frame = stream.getvalue()
-    assert cli.CURSOR_UP.format(2) not in first_frame
+    assert console.CURSOR_UP.format(2) not in first_frame
     assert first_frame.count("\n") == 2
-    assert f"{cli.CLEAR_LINE}a.json    [" in first_frame  # labels padded so the bars line up
+    assert f"{console.CLEAR_LINE}a.json    [" in first_frame  # labels padded so the bars line up
     display.show([state(A="RUNNING"), state(A="RUNNING")])
     assert stream.getvalue() == first_frame  # nothing changed, nothing drawn
     display.show([state("COMPLETED", A="COMPLETED"), state(A="RUNNING")])
     second_frame = stream.getvalue()[len(first_frame) :]
-    assert second_frame.startswith(cli.CURSOR_UP.format(2) + cli.CLEAR_LINE + "a.json")
+    assert second_frame.startswith(console.CURSOR_UP.format(2) + console.CLEAR_LINE + "a.json")
     assert "COMPLETED 1/1 nodes" in second_frame and second_frame.count("\n") == 2
 
 
@@ -279,18 +279,18 @@ def test_wait_for_polls_until_every_execution_finished_and_stops_polling_finishe
 
     clock = FakeClock()
     display = ProgressDisplay(io.StringIO().write, ["one", "two"], terminal=False)
-    states = cli.wait_for(
+    states = console.wait_for(
         ["one", "two"], status_of=status_of, display=display, timeout_s=10, clock=clock, sleep=clock.sleep
     )
     assert [item["status"] for item in states] == ["COMPLETED", "FAILED"]
     assert polls == ["one", "two", "one", "two", "two"]
-    assert clock.sleeps == [cli.POLL_INTERVAL_S, cli.POLL_INTERVAL_S]
+    assert clock.sleeps == [console.POLL_INTERVAL_S, console.POLL_INTERVAL_S]
 
 
 def test_wait_for_gives_up_at_the_deadline_without_sleeping_past_it() -> None:
     clock = FakeClock()
     display = ProgressDisplay(io.StringIO().write, ["slow"], terminal=False)
-    states = cli.wait_for(
+    states = console.wait_for(
         ["slow"],
         status_of=lambda _: state(A="RUNNING"),
         display=display,
@@ -307,33 +307,25 @@ def test_outcome_problems_exit_codes() -> None:
     completed = state("COMPLETED", A="COMPLETED")
     failed = {**state("FAILED", A="FAILED"), "error": "node 'A' failed: HTTP 500"}
     running = state(A="RUNNING")
-    assert cli.outcome_problems(["a"], [completed], 60) == (0, "")
-    code, message = cli.outcome_problems(["a", "b", "c"], [completed, failed, running], 60)
-    assert code == cli.EXIT_FAILED
+    assert console.outcome_problems(["a"], [completed], 60) == (0, "")
+    code, message = console.outcome_problems(["a", "b", "c"], [completed, failed, running], 60)
+    assert code == console.EXIT_FAILED
     assert message.splitlines() == [
         f"b: execution {failed['execution_id']} FAILED: node 'A' failed: HTTP 500",
         f"c: execution {running['execution_id']} unfinished after 1m00s: RUNNING 0/1 nodes, running: A",
     ]
-    code, message = cli.outcome_problems(["c"], [running], 2.5)
-    assert code == cli.EXIT_TIMED_OUT
+    code, message = console.outcome_problems(["c"], [running], 2.5)
+    assert code == console.EXIT_TIMED_OUT
     assert message.startswith("timed out:\n") and "unfinished after 2.500s: RUNNING" in message
 
 
 # ---------------------------------------------------------------- status
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0.0421, "0.042s"), (12.34, "12.3s"), (61, "1m01s"), (3725, "1h02m")],
-)
-def test_format_duration(seconds: float, text: str) -> None:
-    assert cli.format_duration(seconds) == text
-
-
 def test_format_moment_in_utc() -> None:
-    assert cli.format_moment("2026-01-02T05:04:05.123456+02:00") == "2026-01-02 03:04:05.123 UTC"
-    assert cli.format_moment("2026-01-02T03:04:05.123456+00:00", with_date=False) == "03:04:05.123"
-    assert cli.format_moment(None) == "-"
+    assert console.format_moment("2026-01-02T05:04:05.123456+02:00") == "2026-01-02 03:04:05.123 UTC"
+    assert console.format_moment("2026-01-02T03:04:05.123456+00:00", with_date=False) == "03:04:05.123"
+    assert console.format_moment(None) == "-"
 
 
 def test_status_lines_show_timings_error_and_a_row_per_node() -> None:
@@ -360,7 +352,7 @@ def test_status_lines_show_timings_error_and_a_row_per_node() -> None:
         },
         "C": {"status": "SKIPPED", "handler": "output", "attempt": 0},
     }
-    lines = cli.status_lines(status)
+    lines = console.status_lines(status)
     assert lines[:7] == [
         f"Execution {status['execution_id']}  Diamond",
         "Status:   FAILED  (1/3 nodes completed, 1 failed)",
@@ -372,7 +364,7 @@ def test_status_lines_show_timings_error_and_a_row_per_node() -> None:
     ]
     assert lines[7] == ""
     header, rule, *rows = lines[8:13]
-    assert header.split() == list(cli.NODE_COLUMNS)
+    assert header.split() == list(console.NODE_COLUMNS)
     assert set(rule) <= {"-", " "}
     assert rows[0].split() == [
         "A",
@@ -390,7 +382,7 @@ def test_status_lines_show_timings_error_and_a_row_per_node() -> None:
 
 
 def test_table_aligns_columns() -> None:
-    assert cli.table(["ID", "STATUS"], [["A", "RUNNING"], ["LONGER", "-"]]) == [
+    assert console.table(["ID", "STATUS"], [["A", "RUNNING"], ["LONGER", "-"]]) == [
         "ID      STATUS",
         "------  -------",
         "A       RUNNING",

@@ -16,11 +16,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import services
+from workflows import selectors, services
+from workflows.api.serializers import status_body
 from workflows.core.dag import WorkflowSpec
 from workflows.core.templates import json_type
+from workflows.durations import format_duration, seconds_between
 from workflows.errors import WorkflowError
-from workflows.models import TERMINAL_EXECUTION_STATUSES
+from workflows.models import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, NodeStatus
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -152,11 +154,11 @@ def progress_text(state: State) -> str:
     parts = [f"{state['status']} {progress['completed']}/{progress['total']} nodes"]
     if progress.get("failed"):
         parts.append(f"{progress['failed']} failed")
-    for status in ("RUNNING", "QUEUED"):
+    for status in (NodeStatus.RUNNING, NodeStatus.QUEUED):
         names = [node_id for node_id, current in state["node_states"].items() if current == status]
         if names:
             parts.append(f"{status.lower()}: {name_list(names)}")
-    duration = seconds_between(state.get("started_at"), state.get("finished_at"))
+    duration = stored_seconds_between(state.get("started_at"), state.get("finished_at"))
     if is_finished(state) and duration is not None:
         parts.append(f"in {format_duration(duration)}")
     return ", ".join(parts)
@@ -218,6 +220,11 @@ class ProgressDisplay:
         self.write(up + "".join(f"{CLEAR_LINE}{line}\n" for line in lines))
 
 
+def status_of(execution_id: str) -> State:
+    """An execution's status as the API returns it."""
+    return status_body(selectors.execution_status(execution_id))
+
+
 def wait_for(
     execution_ids: Sequence[str],
     *,
@@ -252,7 +259,7 @@ def outcome_problems(labels: Sequence[str], states: Sequence[State], timeout_s: 
     failed = [
         f"{label}: execution {state['execution_id']} {state['status']}: {state.get('error') or 'no error'}"
         for label, state in zip(labels, states, strict=True)
-        if is_finished(state) and state["status"] != "COMPLETED"
+        if is_finished(state) and state["status"] != ExecutionStatus.COMPLETED
     ]
     unfinished = [
         f"{label}: execution {state['execution_id']} unfinished after {format_duration(timeout_s)}: "
@@ -274,23 +281,9 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    started, finished = parse_time(start), parse_time(end)
-    if started is None or finished is None:
-        return None
-    return (finished - started).total_seconds()
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.3f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+def stored_seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two stored ISO times."""
+    return seconds_between(parse_time(start), parse_time(end))
 
 
 def format_moment(value: str | None, *, with_date: bool = True) -> str:
@@ -319,7 +312,7 @@ NODE_COLUMNS = ("NODE", "HANDLER", "STATUS", "ATTEMPT", "STARTED", "FINISHED", "
 
 
 def node_row(node_id: str, detail: dict[str, Any]) -> list[str]:
-    duration = seconds_between(detail.get("started_at"), detail.get("finished_at"))
+    duration = stored_seconds_between(detail.get("started_at"), detail.get("finished_at"))
     return [
         node_id,
         detail.get("handler") or "-",
@@ -335,7 +328,7 @@ def node_row(node_id: str, detail: dict[str, Any]) -> list[str]:
 def status_lines(state: State) -> list[str]:
     """An execution as `workflow_status` prints it: summary, timings, error, node table, node errors."""
     progress = state["progress"]
-    duration = seconds_between(state.get("started_at"), state.get("finished_at"))
+    duration = stored_seconds_between(state.get("started_at"), state.get("finished_at"))
     lines = [
         f"Execution {state['execution_id']}  {state['name']}",
         f"Status:   {state['status']}  ({progress['completed']}/{progress['total']} nodes completed, "
