@@ -40,6 +40,8 @@ class EngineConf:
     max_abandoned_handlers: int
     worker_heartbeat_seconds: float
     worker_dead_after_seconds: float
+    api_reads_require_auth: bool
+    metrics_require_auth: bool
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -79,6 +81,8 @@ def conf() -> EngineConf:
         max_abandoned_handlers=at_least_one("MAX_ABANDONED_HANDLERS", raw["MAX_ABANDONED_HANDLERS"]),
         worker_heartbeat_seconds=positive("WORKER_HEARTBEAT_SECONDS", raw["WORKER_HEARTBEAT_SECONDS"]),
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
+        api_reads_require_auth=bool(raw["API_READS_REQUIRE_AUTH"]),
+        metrics_require_auth=bool(raw["METRICS_REQUIRE_AUTH"]),
     )
     check_size_limits(engine)
     check_liveness(engine)

@@ -1,7 +1,7 @@
 """Settings from the environment, with development defaults (SQLite, Redis and Kafka on 127.0.0.1).
 
 Production (`DJANGO_ENV=production`) fails closed: no default secret, DEBUG off, hosts required,
-and an API token for writes unless anonymous writes are allowed explicitly.
+reads and writes need credentials unless the deployment opens them explicitly.
 """
 
 import os
@@ -38,14 +38,13 @@ if PRODUCTION:
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ENV=production needs ALLOWED_HOSTS")
 
-# API writes (POST, PUT, PATCH, DELETE) need this token (`Authorization: Bearer <token>`) or a staff
-# session; unset means open writes, which production refuses unless explicitly allowed.
+# The shared service token (`Authorization: Token <token>` or `Bearer <token>`) acts as the service
+# user (workflows/api/auth.py); users have their own tokens. Without credentials, writes are open
+# only when anonymous writes are allowed: by default in development without a service token.
 WORKFLOWS_API_TOKEN = os.environ.get("WORKFLOWS_API_TOKEN", "").strip()
-WORKFLOWS_ALLOW_ANONYMOUS_WRITES = env_bool("WORKFLOWS_ALLOW_ANONYMOUS_WRITES", False)
-if PRODUCTION and not WORKFLOWS_API_TOKEN and not WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
-    raise ImproperlyConfigured(
-        "DJANGO_ENV=production needs WORKFLOWS_API_TOKEN, or WORKFLOWS_ALLOW_ANONYMOUS_WRITES=true"
-    )
+WORKFLOWS_ALLOW_ANONYMOUS_WRITES = env_bool(
+    "WORKFLOWS_ALLOW_ANONYMOUS_WRITES", not PRODUCTION and not WORKFLOWS_API_TOKEN
+)
 # Larger request bodies get 413 (workflows/api/middleware.py); a 100,000-node chain is about 9 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("WORKFLOW_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
 
@@ -57,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "workflows",
@@ -145,10 +145,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "workflows.api.auth.ApiTokenAuthentication",
+        "workflows.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.WritesNeedToken"],
+    "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.ExecutionPermissions"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -212,6 +212,8 @@ WORKFLOWS = {
     "MAX_ABANDONED_HANDLERS": os.environ.get("WORKFLOW_MAX_ABANDONED_HANDLERS", "16"),
     "WORKER_HEARTBEAT_SECONDS": os.environ.get("WORKFLOW_WORKER_HEARTBEAT_SECONDS", "1"),
     "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
+    "API_READS_REQUIRE_AUTH": env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", PRODUCTION),
+    "METRICS_REQUIRE_AUTH": env_bool("WORKFLOWS_METRICS_REQUIRE_AUTH", False),
 }
 
 LOGGING = {

@@ -4,14 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from workflows.metrics import metrics_view
+from workflows.api.views import MetricsView
 
 urlpatterns = [
     path("", include("workflows.api.urls")),
     path("admin/", admin.site.urls),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("metrics", metrics_view, name="metrics"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]
 
 # Errors Django answers itself are JSON too (workflows/api/errors_views.py).

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from drf_spectacular.drainage import GENERATOR_STATS
@@ -166,7 +167,7 @@ def test_error_examples_are_what_the_api_answers(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_write_refused_examples_are_what_the_api_answers(client: Client, settings: Any) -> None:
-    settings.WORKFLOWS_API_TOKEN = "s3cret"
+    settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES = False
     assert client.post("/workflows", examples.WORKFLOW, content_type="application/json").json() == (
         examples.NO_TOKEN_ERROR
     )
@@ -174,6 +175,9 @@ def test_write_refused_examples_are_what_the_api_answers(client: Client, setting
         "/workflows", examples.WORKFLOW, content_type="application/json", HTTP_AUTHORIZATION="Bearer nope"
     )
     assert wrong.json() == examples.WRONG_TOKEN_ERROR
+    client.force_login(User.objects.create_user("alice"))
+    refused = client.post("/workflows", examples.WORKFLOW, content_type="application/json")
+    assert refused.json() == examples.NO_PERMISSION_ERROR
 
 
 def raw_data_form(page: str) -> object:

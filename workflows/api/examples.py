@@ -109,7 +109,8 @@ NOT_FINISHED_ERROR = {
     "errors": [],
 }
 NO_TOKEN_ERROR = {
-    "detail": "POST needs the API token: send 'Authorization: Bearer <token>'",
+    "detail": "POST /workflows needs credentials: send 'Authorization: Token <token>' "
+    "(a user's API token or the service token), or sign in",
     "code": "not_authenticated",
     "errors": [],
 }
@@ -118,8 +119,8 @@ WRONG_TOKEN_ERROR = {
     "code": "authentication_failed",
     "errors": [],
 }
-NOT_STAFF_ERROR = {
-    "detail": "POST needs the API token or a staff account; 'alice' is not staff",
+NO_PERMISSION_ERROR = {
+    "detail": "POST /workflows needs the permission 'workflows.add_execution', which 'alice' does not have",
     "code": "permission_denied",
     "errors": [],
 }
@@ -321,7 +322,7 @@ NO_TOKEN_EXAMPLES = [
     OpenApiExample("No token", NO_TOKEN_ERROR),
     OpenApiExample("Wrong token", WRONG_TOKEN_ERROR),
 ]
-NOT_STAFF_EXAMPLES = [OpenApiExample("Not staff", NOT_STAFF_ERROR)]
+NO_PERMISSION_EXAMPLES = [OpenApiExample("No permission", NO_PERMISSION_ERROR)]
 INVALID_PAGE_EXAMPLES = [OpenApiExample("Past the last page", INVALID_PAGE_ERROR)]
 LIST_EXAMPLES = [OpenApiExample("Executions", LIST_ROW, summary="One page, newest first")]
 STATUS_EXAMPLES = [OpenApiExample("Running", STATUS, summary="Half-way through")]

@@ -6,6 +6,7 @@ workflows/api/examples.py.
 
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -16,7 +17,10 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request, is_form_media_type
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -24,8 +28,9 @@ from rest_framework.views import APIView
 
 from workflows import selectors, services
 from workflows.__about__ import SERVICE_NAME, VERSION
-from workflows.api import examples, serializers
+from workflows.api import auth, examples, serializers
 from workflows.health import health
+from workflows.metrics import metrics_view
 from workflows.models import Execution, ExecutionStatus
 
 WORKFLOWS, EXECUTIONS, CONTROL, OPERATIONS = "workflows", "executions", "control", "operations"
@@ -40,9 +45,10 @@ def error(description: str, cases: list[OpenApiExample]) -> OpenApiResponse:
 NOT_FOUND = error("No execution has this id.", examples.NOT_FOUND_EXAMPLES)
 WRITE_REFUSED = {
     401: error(
-        "An API token is configured and the request has none, or a wrong one.", examples.NO_TOKEN_EXAMPLES
+        "Anonymous writes are not allowed and the request has no token, or a wrong one.",
+        examples.NO_TOKEN_EXAMPLES,
     ),
-    403: error("A session user who is not staff.", examples.NOT_STAFF_EXAMPLES),
+    403: error("The user lacks the permission this write needs.", examples.NO_PERMISSION_EXAMPLES),
 }
 
 
@@ -104,6 +110,7 @@ class WorkflowListCreateView(generics.ListAPIView):
 
     serializer_class = serializers.ExecutionListSerializer
     pagination_class = ExecutionPagination
+    write_permission = auth.ADD
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         """The list rows for GET; the submit body for POST, so the browsable API's form shows it."""
@@ -172,6 +179,8 @@ def action_response(execution: Execution, status: str, message: str) -> Response
 class WorkflowTriggerView(APIView):
     """Start a submitted execution (also served at /workflow/trigger/{id}, as the original did)."""
 
+    write_permission = auth.CHANGE
+
     schema = TriggerSchema()
 
     @extend_schema(
@@ -195,6 +204,8 @@ class WorkflowTriggerView(APIView):
 class WorkflowCancelView(APIView):
     """Cancel a pending or running execution (409 once it has finished)."""
 
+    write_permission = auth.CHANGE
+
     @extend_schema(
         operation_id="executions_cancel",
         summary="Cancel an execution",
@@ -215,6 +226,8 @@ class WorkflowCancelView(APIView):
 
 class WorkflowRetryView(APIView):
     """Run a FAILED or CANCELLED execution again from its failed nodes; completed nodes keep their outputs."""
+
+    write_permission = auth.CHANGE
 
     @extend_schema(
         operation_id="executions_retry",
@@ -291,6 +304,8 @@ class WorkflowResultsView(APIView):
 class HealthView(APIView):
     """Liveness of the API and its dependencies: 200 when all are up, 503 naming what is down."""
 
+    permission_classes = [AllowAny]  # for load balancers and orchestrators, whatever the deployment
+
     @extend_schema(
         operation_id="health",
         summary="Health of the API and its dependencies",
@@ -311,6 +326,30 @@ class HealthView(APIView):
         report = health()
         body = {"status": report["status"], "service": SERVICE_NAME, "version": VERSION, **report}
         return Response(body, status=503 if report["down"] else 200)
+
+
+class JSONOnly(BaseContentNegotiation):
+    """Ignores Accept: a scraper asks for Prometheus or OpenMetrics text, not for a renderer."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0]
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsView(APIView):
+    """GET /metrics (workflows/metrics.py), behind credentials when WORKFLOWS_METRICS_REQUIRE_AUTH is on."""
+
+    permission_classes = [auth.MetricsPermissions]
+    renderer_classes = [JSONRenderer]  # for refusals; the exposition picks its own format
+    content_negotiation_class = JSONOnly
+    schema = None
+
+    def get(self, request: Request) -> HttpResponse:
+        return metrics_view(request._request)
 
 
 def drop_optional_trailing_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
