@@ -13,6 +13,7 @@ from workflows import mirror
 from workflows.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
 from workflows.models import (
+    ACTOR_FIELDS,
     TERMINAL_EXECUTION_STATUSES,
     Execution,
     ExecutionEvent,
@@ -56,7 +57,7 @@ def execution_locked(execution_id: object) -> Execution:
 
 def execution_list(*, status: str | None = None, name: str | None = None) -> QuerySet[Execution]:
     """Executions, newest first, optionally filtered by status and by name (case-insensitive part)."""
-    executions = Execution.objects.all()
+    executions = Execution.objects.select_related(*ACTOR_FIELDS)
     if status:
         executions = executions.filter(status=status.upper())
     if name:

@@ -205,7 +205,20 @@ def test_list_still_returns_rows(client: Client) -> None:
     client.post("/workflows", examples.WORKFLOW, content_type="application/json")
     rows = client.get("/workflows", HTTP_ACCEPT="application/json").json()["results"]
     assert [set(row) for row in rows] == [
-        {"execution_id", "name", "status", "progress", "error", "created_at", "started_at", "finished_at"}
+        {
+            "execution_id",
+            "name",
+            "status",
+            "progress",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "submitted_by",
+            "triggered_by",
+            "cancelled_by",
+            "retried_by",
+        }
     ]
 
 

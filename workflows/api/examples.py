@@ -235,8 +235,13 @@ FAILED_RESULTS = {
     "error": "node 'fetch' failed: HandlerError: HTTP 500 from https://api.example.com/facts/cats",
 }
 EVENTS = [
-    {"at": "2025-01-06T09:59:59.870000Z", "kind": "submitted", "node_id": "", "detail": {"nodes": 4}},
-    {"at": "2025-01-06T09:59:59.990000Z", "kind": "triggered", "node_id": "", "detail": {}},
+    {
+        "at": "2025-01-06T09:59:59.870000Z",
+        "kind": "submitted",
+        "node_id": "",
+        "detail": {"nodes": 4, "by": "alice"},
+    },
+    {"at": "2025-01-06T09:59:59.990000Z", "kind": "triggered", "node_id": "", "detail": {"by": "alice"}},
     {"at": "2025-01-06T10:00:00.004000Z", "kind": "started", "node_id": "", "detail": {}},
     {
         "at": "2025-01-06T10:00:00.004000Z",
@@ -263,6 +268,10 @@ LIST_ROW = {
     "created_at": "2025-01-06T09:59:59.870000Z",
     "started_at": "2025-01-06T10:00:00.004000Z",
     "finished_at": "2025-01-06T10:00:01.402000Z",
+    "submitted_by": "alice",
+    "triggered_by": "alice",
+    "cancelled_by": None,
+    "retried_by": None,
 }
 HEALTH_OK = {
     "status": "ok",

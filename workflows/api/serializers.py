@@ -21,7 +21,7 @@ from workers.handlers import handler_names
 from workflows.api import examples
 from workflows.api.parsers import loads
 from workflows.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
-from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
+from workflows.models import ACTOR_FIELDS, Execution, ExecutionEvent, ExecutionStatus, NodeStatus
 from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 
 DEFAULT_RETRY = RetryPolicy()
@@ -269,11 +269,24 @@ class HealthSerializer(serializers.Serializer):
     )
 
 
+def actor_field(verb: str) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text=f"The user who {verb} it; null for a management command or an anonymous request.",
+    )
+
+
 class ExecutionListSerializer(serializers.ModelSerializer):
     """One row of the execution list."""
 
     execution_id = serializers.UUIDField(source="id")
     progress = serializers.SerializerMethodField()
+    submitted_by = actor_field("submitted")
+    triggered_by = actor_field("triggered")
+    cancelled_by = actor_field("cancelled")
+    retried_by = actor_field("last retried")
 
     class Meta:
         model = Execution
@@ -286,6 +299,7 @@ class ExecutionListSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            *ACTOR_FIELDS,
         ]
 
     @extend_schema_field(ListProgressSerializer)
@@ -309,4 +323,8 @@ class EventSerializer(serializers.ModelSerializer):
                 "node_lost, node_failed, completed, failed, cancelled or retried."
             },
             "node_id": {"help_text": "The node concerned; empty for the execution's own events."},
+            "detail": {
+                "help_text": "What changed; submitted, triggered, cancelled and retried name who acted in "
+                "`by` (a username, or null for a management command or an anonymous request)."
+            },
         }

@@ -146,7 +146,9 @@ class WorkflowListCreateView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         workflow = submitted_workflow(request)
-        execution = services.workflow_submit(data=workflow, trigger=wants_trigger(request, workflow))
+        execution = services.workflow_submit(
+            data=workflow, trigger=wants_trigger(request, workflow), actor=request.user
+        )
         message = (
             "Workflow submitted and triggered"
             if execution.triggered_at
@@ -197,7 +199,7 @@ class WorkflowTriggerView(APIView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_trigger(execution_id=execution_id)
+        execution = services.execution_trigger(execution_id=execution_id, actor=request.user)
         return action_response(execution, "triggered", "Workflow execution started")
 
 
@@ -220,7 +222,7 @@ class WorkflowCancelView(APIView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_cancel(execution_id=execution_id)
+        execution = services.execution_cancel(execution_id=execution_id, actor=request.user)
         return action_response(execution, "cancelled", "Workflow execution cancelled")
 
 
@@ -244,7 +246,7 @@ class WorkflowRetryView(APIView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        execution = services.execution_retry(execution_id=execution_id)
+        execution = services.execution_retry(execution_id=execution_id, actor=request.user)
         return action_response(execution, "retrying", "Failed nodes will run again")
 
 
