@@ -157,12 +157,17 @@ def test_error_examples_are_what_the_api_answers(client: Client) -> None:
     def as_example(body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(body).replace(execution_id, examples.EXECUTION_ID))
 
-    assert client.post(f"/workflows/{execution_id}/trigger").status_code == 200
-    assert as_example(client.post(f"/workflows/{execution_id}/trigger").json()) == (
-        examples.ALREADY_TRIGGERED_ERROR
+    assert (
+        client.post(f"/workflows/{execution_id}/trigger", content_type="application/json").status_code == 200
     )
+    assert as_example(
+        client.post(f"/workflows/{execution_id}/trigger", content_type="application/json").json()
+    ) == (examples.ALREADY_TRIGGERED_ERROR)
     assert as_example(client.get(f"/workflows/{execution_id}/results").json()) == examples.NOT_FINISHED_ERROR
-    assert as_example(client.post(f"/workflows/{execution_id}/retry").json()) == examples.NOT_RETRYABLE_ERROR
+    assert (
+        as_example(client.post(f"/workflows/{execution_id}/retry", content_type="application/json").json())
+        == examples.NOT_RETRYABLE_ERROR
+    )
 
 
 @pytest.mark.django_db
@@ -223,7 +228,9 @@ def test_list_still_returns_rows(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_html_form_submits_a_workflow(client: Client) -> None:
+def test_html_form_submits_a_workflow(admin_client: Client) -> None:
+    """The browsable API's form, posted with the admin's session (anonymous forms are refused)."""
+    client = admin_client
     form = {
         "name": "From the form",
         "dag": json.dumps(examples.WORKFLOW_DAG),
@@ -244,7 +251,7 @@ def test_html_form_submits_a_workflow(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_html_form_with_broken_json_names_the_field(client: Client) -> None:
-    response = client.post("/workflows", {"name": "Broken", "dag": "{not json"})
+def test_html_form_with_broken_json_names_the_field(admin_client: Client) -> None:
+    response = admin_client.post("/workflows", {"name": "Broken", "dag": "{not json"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "dag"

@@ -109,7 +109,9 @@ def pending() -> Execution:
 def test_in_development_anonymous_requests_read_and_write(client: Client) -> None:
     execution_id = submit(client).json()["execution_id"]
 
-    assert client.post(f"/workflows/{execution_id}/trigger").status_code == 200
+    assert (
+        client.post(f"/workflows/{execution_id}/trigger", content_type="application/json").status_code == 200
+    )
     assert client.get(f"/workflows/{execution_id}").status_code == 200
     assert client.get("/workflows").status_code == 200
 
@@ -355,6 +357,94 @@ def test_an_inactive_users_session_counts_as_anonymous(closed: None) -> None:
     user.save()
 
     error_of(submit(client), 401)
+
+
+# --- CSRF: no page on another site writes through a visitor's browser ------------------------------
+
+EVIL = {"HTTP_ORIGIN": "https://evil.example"}
+FORM = {"name": "From the form", "dag": json.dumps(WORKFLOW["dag"])}
+
+
+def csrf_client(user: User) -> tuple[Client, str]:
+    """A browser signed in as `user`, enforcing CSRF, and the token a page of ours gave it."""
+    client = signed_in(user, enforce_csrf_checks=True)
+    client.get("/workflows", HTTP_ACCEPT="text/html")
+    return client, client.cookies["csrftoken"].value
+
+
+def test_a_session_write_needs_the_csrf_token(closed: None) -> None:
+    client, csrf_token = csrf_client(user_with("alice", "add_execution", "change_execution"))
+    execution = pending()
+
+    for refused in (
+        client.post("/workflows", FORM, **EVIL),
+        client.post("/workflows", FORM),
+        client.post(f"/workflows/{execution.pk}/trigger", **EVIL),
+    ):
+        assert "CSRF" in error_of(refused, 403)["detail"]
+    assert Execution.objects.count() == 1
+    stolen = client.post("/workflows", {**FORM, "csrfmiddlewaretoken": csrf_token}, **EVIL)
+    assert "CSRF" in error_of(stolen, 403)["detail"]
+
+    ours = {"HTTP_ORIGIN": "http://testserver"}
+    assert client.post("/workflows", {**FORM, "csrfmiddlewaretoken": csrf_token}, **ours).status_code == 201
+    trigger = client.post(f"/workflows/{execution.pk}/trigger", HTTP_X_CSRFTOKEN=csrf_token, **ours)
+    assert trigger.status_code == 200
+
+
+def test_a_token_needs_no_csrf_token(token: str) -> None:
+    client = Client(enforce_csrf_checks=True)
+
+    assert client.post("/workflows", FORM, HTTP_AUTHORIZATION=f"Token {token}").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"]
+)
+def test_anonymous_writes_refuse_what_a_form_on_another_site_can_send(
+    client: Client, content_type: str
+) -> None:
+    execution = pending()
+
+    for response in (  # the test client sends no Content-Type without a body; browsers do
+        client.post("/workflows", b"name=x", content_type=content_type),
+        client.post(f"/workflows/{execution.pk}/trigger", b"a=1", content_type=content_type),
+    ):
+        error = error_of(response, 415)
+        assert error["detail"].startswith(
+            f"an anonymous write may not send media type '{content_type.partition(';')[0]}'"
+        )
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.PENDING
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "headers", [EVIL, {"HTTP_SEC_FETCH_SITE": "cross-site"}, {"HTTP_SEC_FETCH_SITE": "same-site", **EVIL}]
+)
+def test_anonymous_writes_are_refused_from_pages_on_other_sites(
+    client: Client, headers: dict[str, str]
+) -> None:
+    execution = pending()
+
+    response = client.post(f"/workflows/{execution.pk}/trigger", content_type="application/json", **headers)
+
+    assert "comes from a page on another site" in error_of(response, 403)["detail"]
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"HTTP_ORIGIN": "http://testserver"}, {"HTTP_SEC_FETCH_SITE": "same-origin", **EVIL}]
+)
+def test_anonymous_json_writes_from_curl_or_our_own_pages_pass(
+    client: Client, headers: dict[str, str]
+) -> None:
+    execution = pending()
+
+    response = client.post(f"/workflows/{execution.pk}/trigger", content_type="application/json", **headers)
+
+    assert response.status_code == 200, response.content
 
 
 # --- reads ----------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ SERVICE_USERNAME = "workflows-service"
 VIEW, ADD, CHANGE = "workflows.view_execution", "workflows.add_execution", "workflows.change_execution"
 SERVICE_PERMISSIONS = ("view_execution", "add_execution", "change_execution", "view_workflowdefinition")
 INVALID_TOKEN = "the API token in the Authorization header is not valid"
+# What an HTML form (or a no-cors fetch) on any site can send without a CORS preflight.
+BROWSER_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 
 class ServiceToken:
@@ -111,12 +113,48 @@ def require(request: Request, needed: str) -> bool:
     return True
 
 
+class FormWithoutCredentials(exceptions.APIException):
+    """415 for an anonymous write in a media type any page can send (not DRF's UnsupportedMediaType,
+    whose message lists the types this route parses)."""
+
+    status_code = 415
+    default_code = "unsupported_media_type"
+
+
+def not_forgeable(request: Request) -> bool:
+    """True for an anonymous write no page on another site can have sent through a visitor's
+    browser, else 415 or 403: such a page can send forms (and text/plain) without asking the server
+    first, and browsers name its origin. Session writes are checked by CSRF instead."""
+    media_type = request.content_type.partition(";")[0].strip().lower()
+    if media_type in BROWSER_FORM_TYPES:
+        raise FormWithoutCredentials(
+            f"an anonymous write may not send media type '{media_type}', which a page on another site "
+            "can send too: send application/json, or sign in and send the CSRF token",
+        )
+    if cross_site(request):
+        raise exceptions.PermissionDenied(
+            f"{request.method} {request.path} without credentials comes from a page on another site "
+            f"(Origin {request.headers.get('Origin')!r}): anonymous writes are refused from browsers there"
+        )
+    return True
+
+
+def cross_site(request: Request) -> bool:
+    """What the browser says about where the request comes from: Sec-Fetch-Site, else Origin."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in {"same-origin", "none"}
+    origin = request.headers.get("Origin")
+    return origin is not None and origin != f"{request.scheme}://{request.get_host()}"
+
+
 class ExecutionPermissions(BasePermission):
     """Model permissions on executions, as the admin checks them: `view_execution` for GET, HEAD
     and OPTIONS, the view's `write_permission` (default `change_execution`) for other methods.
 
     Anonymous requests (`request.user` is None) may read while reads are open and write while
-    anonymous writes are allowed; a signed-in user is held to their permissions on writes.
+    anonymous writes are allowed, if not forgeable from another site; a signed-in user is held to
+    their permissions on writes.
     """
 
     def has_permission(self, request: Request, view: Any) -> bool:
@@ -124,7 +162,7 @@ class ExecutionPermissions(BasePermission):
         if reading and reads_are_open():
             return True
         if not reading and request.user is None and settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
-            return True
+            return not_forgeable(request)
         return require(request, VIEW if reading else getattr(view, "write_permission", CHANGE))
 
 

@@ -48,7 +48,10 @@ WRITE_REFUSED = {
         "Anonymous writes are not allowed and the request has no token, or a wrong one.",
         examples.NO_TOKEN_EXAMPLES,
     ),
-    403: error("The user lacks the permission this write needs.", examples.NO_PERMISSION_EXAMPLES),
+    403: error(
+        "The user lacks the permission this write needs, or an anonymous write comes from another site.",
+        examples.NO_PERMISSION_EXAMPLES,
+    ),
 }
 
 
