@@ -1,5 +1,6 @@
 """Typed access to the engine's own settings (the WORKFLOWS dict in settings)."""
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -15,6 +16,8 @@ REDIS_VALUE_MAX_BYTES = 512 * 1024 * 1024
 # A worker is dead after this many heartbeat periods without a change, at the least: one late beat
 # (a slow host, a Redis reconnect) must not be enough.
 MIN_HEARTBEATS_BEFORE_DEAD = 3
+# DRF's rate syntax: requests per second, minute, hour or day (it reads the period's first letter).
+RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class EngineConf:
     worker_dead_after_seconds: float
     api_reads_require_auth: bool
     metrics_require_auth: bool
+    api_write_rate: str
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -83,6 +87,7 @@ def conf() -> EngineConf:
         worker_dead_after_seconds=positive("WORKER_DEAD_AFTER_SECONDS", raw["WORKER_DEAD_AFTER_SECONDS"]),
         api_reads_require_auth=bool(raw["API_READS_REQUIRE_AUTH"]),
         metrics_require_auth=bool(raw["METRICS_REQUIRE_AUTH"]),
+        api_write_rate=write_rate(raw["API_WRITE_RATE"]),
     )
     check_size_limits(engine)
     check_liveness(engine)
@@ -154,3 +159,14 @@ def positive(name: str, text: object) -> float:
     if not 0 < value < float("inf"):
         raise ImproperlyConfigured(f"WORKFLOW_{name} must be a number of seconds above 0, not {text!r}")
     return value
+
+
+def write_rate(text: object) -> str:
+    """A throttle rate such as `600/min`, checked here: DRF would fail on the first write."""
+    rate = str(text).strip()
+    if not RATE.fullmatch(rate):
+        raise ImproperlyConfigured(
+            f"WORKFLOWS_API_WRITE_RATE must be requests per period such as '600/min' "
+            f"(periods: s, min, hour, day), not {text!r}"
+        )
+    return rate

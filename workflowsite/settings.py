@@ -149,6 +149,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.ExecutionPermissions"],
+    "DEFAULT_THROTTLE_CLASSES": ["workflows.api.auth.WriteRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -214,6 +215,7 @@ WORKFLOWS = {
     "WORKER_DEAD_AFTER_SECONDS": os.environ.get("WORKFLOW_WORKER_DEAD_AFTER_SECONDS", "10"),
     "API_READS_REQUIRE_AUTH": env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", PRODUCTION),
     "METRICS_REQUIRE_AUTH": env_bool("WORKFLOWS_METRICS_REQUIRE_AUTH", False),
+    "API_WRITE_RATE": os.environ.get("WORKFLOWS_API_WRITE_RATE", "600/min"),
 }
 
 LOGGING = {

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -445,6 +446,63 @@ def test_anonymous_json_writes_from_curl_or_our_own_pages_pass(
     response = client.post(f"/workflows/{execution.pk}/trigger", content_type="application/json", **headers)
 
     assert response.status_code == 200, response.content
+
+
+# --- throttling of writes per user ------------------------------------------------------------------
+
+
+@pytest.fixture
+def write_rate(settings: Any) -> str:
+    """Two writes a minute, counted in the tests' Redis under a prefix of this test's own."""
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "API_WRITE_RATE": "2/min"}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:6379/{TEST_REDIS_DB}",
+            "KEY_PREFIX": f"test-throttle-{uuid.uuid4().hex}",
+        }
+    }
+    conf.cache_clear()
+    return "2/min"
+
+
+def test_writes_past_the_rate_are_429_per_user_and_reads_are_not_counted(
+    client: Client, write_rate: str
+) -> None:
+    alice, bob = (
+        bearer(user_with("alice", *ROLES["submitter"])),
+        bearer(user_with("bob", *ROLES["submitter"])),
+    )
+
+    assert [submit(client, **alice).status_code for _ in range(2)] == [201, 201]
+    assert all(client.get("/workflows", **alice).status_code == 200 for _ in range(3))
+    response = submit(client, **alice)
+
+    error = error_of(response, 429)
+    assert error["code"] == "throttled"
+    assert "throttled" in error["detail"]
+    assert int(response["Retry-After"]) > 0
+    assert submit(client, **bob).status_code == 201
+    assert Execution.objects.count() == 3
+
+
+def test_anonymous_writes_are_not_throttled(client: Client, write_rate: str) -> None:
+    assert [submit(client).status_code for _ in range(3)] == [201, 201, 201]
+
+
+def test_writes_pass_while_the_throttles_cache_is_unreachable(client: Client, settings: Any) -> None:
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "API_WRITE_RATE": "1/min"}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    conf.cache_clear()
+    alice = bearer(user_with("alice", *ROLES["submitter"]))
+
+    assert [submit(client, **alice).status_code for _ in range(2)] == [201, 201]
 
 
 # --- reads ----------------------------------------------------------------------------------------------

@@ -7,20 +7,25 @@ only when WORKFLOWS_ALLOW_ANONYMOUS_WRITES is on (development without WORKFLOWS_
 """
 
 import hmac
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Permission
+from django_redis.exceptions import ConnectionInterrupted
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from redis import RedisError
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
 
 from workflows.conf import conf
 
+logger = logging.getLogger(__name__)
 SCHEMES = (b"token", b"bearer")  # `Token` is DRF's own scheme; `Bearer` what clients of the original sent
 SERVICE_USERNAME = "workflows-service"
 VIEW, ADD, CHANGE = "workflows.view_execution", "workflows.add_execution", "workflows.change_execution"
@@ -172,6 +177,29 @@ class MetricsPermissions(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return not conf().metrics_require_auth or require(request, VIEW)
+
+
+class WriteRateThrottle(SimpleRateThrottle):
+    """Writes per user at WORKFLOWS_API_WRITE_RATE, counted in Django's cache (Redis, so every API
+    process shares the count). Reads and anonymous writes (a development convenience) are not
+    counted; while the cache is unreachable, writes pass rather than fail."""
+
+    scope = "write"
+
+    def get_rate(self) -> str:
+        return conf().api_write_rate
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if request.method in SAFE_METHODS or request.user is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, ConnectionInterrupted) as exc:
+            logger.warning("write throttle skipped: the cache is unreachable (%s)", exc)
+            return True
 
 
 class TokenScheme(OpenApiAuthenticationExtension):
