@@ -2,7 +2,6 @@
 admin, and the management commands (which record no user)."""
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,22 +11,13 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from workflows import mirror, services
-from workflows.devstack import TEST_REDIS_DB
+from workflows import services
 from workflows.models import Execution, ExecutionStatus
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tests_redis")]
 
 WORKFLOW = {"name": "actors", "dag": {"nodes": [{"id": "A", "handler": "input"}]}}
 OPERATOR = ("view_execution", "add_execution", "change_execution")
-
-
-@pytest.fixture(autouse=True)
-def test_redis(settings: Any) -> Iterator[None]:
-    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
-    yield
-    mirror.client.cache_clear()
 
 
 def operator(username: str, *, is_staff: bool = False) -> User:

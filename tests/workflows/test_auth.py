@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from workflows import mirror, services
+from workflows import services
 from workflows.api.auth import SERVICE_USERNAME
 from workflows.conf import conf
 from workflows.devstack import TEST_REDIS_DB
@@ -43,14 +43,11 @@ CHANGELIST = reverse("admin:workflows_execution_changelist")
 
 
 @pytest.fixture(autouse=True)
-def fresh_conf(settings: Any) -> Iterator[None]:
-    """Tests change WORKFLOWS, read once per process by conf(); the mirror on the tests' Redis."""
-    settings.REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    mirror.client.cache_clear()
+def fresh_conf(tests_redis: None) -> Iterator[None]:
+    """Tests change WORKFLOWS, which conf() reads once per process."""
     conf.cache_clear()
     yield
     conf.cache_clear()
-    mirror.client.cache_clear()
 
 
 @pytest.fixture
