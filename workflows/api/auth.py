@@ -1,10 +1,4 @@
-"""Who may do what: users' API tokens, the shared service token, and Django's model permissions.
-
-The API applies the permissions the admin applies: `view_execution` to read, `add_execution` to
-submit, `change_execution` to trigger, cancel and retry (superusers have them all). Requests without
-credentials are anonymous: they may read unless WORKFLOWS_API_READS_REQUIRE_AUTH is on, and write
-only when WORKFLOWS_ALLOW_ANONYMOUS_WRITES is on (development without WORKFLOWS_API_TOKEN).
-"""
+"""Who may do what: users' tokens, the service token, model permissions, CSRF and write throttling."""
 
 import hmac
 import logging
