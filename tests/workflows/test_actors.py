@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from workflows import services
+from workflows import mirror, services
 from workflows.models import Execution, ExecutionStatus
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tests_redis")]
@@ -123,3 +123,31 @@ def test_deleting_a_user_keeps_their_executions_and_their_name_in_the_history(cl
     execution.refresh_from_db()
     assert execution.submitted_by is None
     assert history(client, str(execution.pk)) == [("submitted", "alice")]
+
+
+def status_actors(client: Client, execution_id: str) -> list[str | None]:
+    status = client.get(f"/workflows/{execution_id}").json()
+    return [status[field] for field in ("submitted_by", "triggered_by", "cancelled_by", "retried_by")]
+
+
+def test_the_status_names_the_actors_from_the_mirror_and_after_a_rebuild(
+    client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    alice, bob = operator("alice"), operator("bob")
+    with django_capture_on_commit_callbacks(execute=True):  # the services publish to the mirror
+        execution = services.workflow_submit(data=WORKFLOW, actor=alice)
+        services.execution_trigger(execution_id=execution.pk, actor=bob)
+
+    assert mirror.read(execution.pk)[0]["actors"] == {
+        "submitted_by": "alice",
+        "triggered_by": "bob",
+        "cancelled_by": None,
+        "retried_by": None,
+    }
+    assert status_actors(client, str(execution.pk)) == ["alice", "bob", None, None]
+
+    # Redis lost the hash and the scheduler wrote it again: summary and nodes, no actors.
+    mirror.client().delete(mirror.key(execution.pk))
+    mirror.publish([(execution, list(execution.nodes.all()))])
+    assert status_actors(client, str(execution.pk)) == ["alice", "bob", None, None]
+    assert mirror.read(execution.pk)[0]["actors"]["submitted_by"] == "alice"

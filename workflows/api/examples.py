@@ -202,6 +202,10 @@ STATUS = {
     "created_at": "2025-01-06T09:59:59.870000+00:00",
     "started_at": "2025-01-06T10:00:00.004000+00:00",
     "finished_at": None,
+    "submitted_by": "alice",
+    "triggered_by": "alice",
+    "cancelled_by": None,
+    "retried_by": None,
 }
 FETCH_OUTPUT = {
     "status": 200,

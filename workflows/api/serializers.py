@@ -25,6 +25,7 @@ from workflows.models import ACTOR_FIELDS, Execution, ExecutionEvent, ExecutionS
 from workflows.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 
 DEFAULT_RETRY = RetryPolicy()
+ACTOR_HELP = "The user who %s it; null for a management command or an anonymous request."
 RETRY_SCHEMA = {
     "description": "How often to attempt the node: a number of attempts, or a policy.",
     "oneOf": [
@@ -208,6 +209,10 @@ class NodeStateSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
 
 
+def actor_name(verb: str) -> serializers.CharField:
+    return serializers.CharField(allow_null=True, help_text=ACTOR_HELP % verb)
+
+
 class StatusResponseSerializer(serializers.Serializer):
     execution_id = serializers.UUIDField()
     name = serializers.CharField()
@@ -221,6 +226,10 @@ class StatusResponseSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    submitted_by = actor_name("submitted")
+    triggered_by = actor_name("triggered")
+    cancelled_by = actor_name("cancelled")
+    retried_by = actor_name("last retried")
 
 
 class ResultsResponseSerializer(serializers.Serializer):
@@ -271,10 +280,7 @@ class HealthSerializer(serializers.Serializer):
 
 def actor_field(verb: str) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(
-        slug_field="username",
-        read_only=True,
-        allow_null=True,
-        help_text=f"The user who {verb} it; null for a management command or an anonymous request.",
+        slug_field="username", read_only=True, allow_null=True, help_text=ACTOR_HELP % verb
     )
 
 
