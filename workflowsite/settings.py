@@ -75,6 +75,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "workflowsite.urls"
+LOGIN_REDIRECT_URL = "/workflows"  # after the browsable API's log in, when it names no page to return to
 WSGI_APPLICATION = "workflowsite.wsgi.application"
 APPEND_SLASH = False
 

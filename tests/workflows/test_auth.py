@@ -348,6 +348,18 @@ def test_a_staff_session_with_change_execution_may_act_through_both(closed: None
         assert execution.status == ExecutionStatus.RUNNING
 
 
+def test_a_user_who_is_not_staff_signs_in_to_the_browsable_api(reads_closed: None) -> None:
+    user_with("bea", "view_execution")
+    client = Client()
+    assert "Log in" in client.get("/workflows", HTTP_ACCEPT="text/html").content.decode()
+
+    signed = client.post("/api-auth/login/", {"username": "bea", "password": "unused-password"})
+
+    assert (signed.status_code, signed["Location"]) == (302, "/workflows")
+    assert client.get("/workflows").status_code == 200
+    error_of(client.post("/workflows", json.dumps(WORKFLOW), content_type="application/json"), 403)
+
+
 def test_an_inactive_users_session_counts_as_anonymous(closed: None) -> None:
     user = user_with("ops", "add_execution", is_staff=True)
     client = signed_in(user)
