@@ -18,6 +18,7 @@ from drf_spectacular.validation import validate_schema
 from workflows import services
 from workflows.api import examples
 from workflows.api import urls as api_urls
+from workflows.conf import conf
 from workflows.models import Execution
 
 OPENAPI_JSON = "application/vnd.oai.openapi+json"
@@ -34,16 +35,17 @@ API_PATHS = {
     "/health": {"get"},
 }
 # Statuses each operation must document besides its success, by operation id.
+READ, WRITE = {"401", "403"}, {"401", "403", "415", "429"}
 ERRORS = {
-    "workflows_list": {"404"},
-    "workflows_submit": {"400", "401", "403"},
-    "executions_status": {"404"},
-    "executions_results": {"400", "404"},
-    "executions_events": {"404"},
-    "executions_trigger": {"401", "403", "404", "409"},
-    "executions_trigger_legacy": {"401", "403", "404", "409"},
-    "executions_cancel": {"401", "403", "404", "409"},
-    "executions_retry": {"401", "403", "404", "409"},
+    "workflows_list": {"404", *READ},
+    "workflows_submit": {"400", *WRITE},
+    "executions_status": {"404", *READ},
+    "executions_results": {"400", "404", *READ},
+    "executions_events": {"404", *READ},
+    "executions_trigger": {"404", "409", *WRITE},
+    "executions_trigger_legacy": {"404", "409", *WRITE},
+    "executions_cancel": {"404", "409", *WRITE},
+    "executions_retry": {"404", "409", *WRITE},
     "health": {"503"},
 }
 HOOKED = {"PREPROCESSING_HOOKS": ["workflows.api.views.drop_optional_trailing_slash"]}
@@ -183,6 +185,18 @@ def test_write_refused_examples_are_what_the_api_answers(client: Client, setting
     client.force_login(User.objects.create_user("alice"))
     refused = client.post("/workflows", examples.WORKFLOW, content_type="application/json")
     assert refused.json() == examples.NO_PERMISSION_ERROR
+    assert client.get("/workflows").status_code == 200  # reads open
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "API_READS_REQUIRE_AUTH": True}
+    conf.cache_clear()
+    try:
+        assert client.get("/workflows").json() == examples.NO_VIEW_PERMISSION_ERROR
+        client.logout()
+        assert client.get("/workflows").json() == examples.NO_READ_CREDENTIALS_ERROR
+    finally:
+        conf.cache_clear()
+    settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES = True
+    form = client.post("/workflows", "a=1", content_type="application/x-www-form-urlencoded")
+    assert form.json() == examples.FORM_REFUSED_ERROR
 
 
 def raw_data_form(page: str) -> object:

@@ -124,6 +124,28 @@ NO_PERMISSION_ERROR = {
     "code": "permission_denied",
     "errors": [],
 }
+FORM_REFUSED_ERROR = {
+    "detail": "an anonymous write may not send media type 'application/x-www-form-urlencoded', which a page "
+    "on another site can send too: send application/json, or sign in and send the CSRF token",
+    "code": "unsupported_media_type",
+    "errors": [],
+}
+THROTTLED_ERROR = {
+    "detail": "Request was throttled. Expected available in 42 seconds.",
+    "code": "throttled",
+    "errors": [],
+}
+NO_READ_CREDENTIALS_ERROR = {
+    "detail": "GET /workflows needs credentials: send 'Authorization: Token <token>' "
+    "(a user's API token or the service token), or sign in",
+    "code": "not_authenticated",
+    "errors": [],
+}
+NO_VIEW_PERMISSION_ERROR = {
+    "detail": "GET /workflows needs the permission 'workflows.view_execution', which 'alice' does not have",
+    "code": "permission_denied",
+    "errors": [],
+}
 INVALID_PAGE_ERROR = {"detail": "Invalid page.", "code": "not_found", "errors": []}
 
 SUBMITTED = {
@@ -336,6 +358,10 @@ NO_TOKEN_EXAMPLES = [
     OpenApiExample("Wrong token", WRONG_TOKEN_ERROR),
 ]
 NO_PERMISSION_EXAMPLES = [OpenApiExample("No permission", NO_PERMISSION_ERROR)]
+FORM_REFUSED_EXAMPLES = [OpenApiExample("Anonymous form", FORM_REFUSED_ERROR)]
+THROTTLED_EXAMPLES = [OpenApiExample("Throttled", THROTTLED_ERROR)]
+NO_READ_CREDENTIALS_EXAMPLES = [OpenApiExample("No credentials", NO_READ_CREDENTIALS_ERROR)]
+NO_VIEW_PERMISSION_EXAMPLES = [OpenApiExample("No permission", NO_VIEW_PERMISSION_ERROR)]
 INVALID_PAGE_EXAMPLES = [OpenApiExample("Past the last page", INVALID_PAGE_ERROR)]
 LIST_EXAMPLES = [OpenApiExample("Executions", LIST_ROW, summary="One page, newest first")]
 STATUS_EXAMPLES = [OpenApiExample("Running", STATUS, summary="Half-way through")]

@@ -52,6 +52,20 @@ WRITE_REFUSED = {
         "The user lacks the permission this write needs, or an anonymous write comes from another site.",
         examples.NO_PERMISSION_EXAMPLES,
     ),
+    415: error(
+        "An anonymous write sent a form, multipart or text/plain body.", examples.FORM_REFUSED_EXAMPLES
+    ),
+    429: error(
+        "The user's writes passed WORKFLOWS_API_WRITE_RATE; `Retry-After` says when to retry.",
+        examples.THROTTLED_EXAMPLES,
+    ),
+}
+READ_REFUSED = {
+    401: error(
+        "Reads need credentials (WORKFLOWS_API_READS_REQUIRE_AUTH); the request has none, or a wrong token.",
+        examples.NO_READ_CREDENTIALS_EXAMPLES,
+    ),
+    403: error("The user lacks `view_execution`.", examples.NO_VIEW_PERMISSION_EXAMPLES),
 }
 
 
@@ -105,6 +119,7 @@ def wants_trigger(request: Request, workflow: object) -> bool:
                 serializers.ExecutionListSerializer(many=True), examples=examples.LIST_EXAMPLES
             ),
             404: error("The page is past the last one.", examples.INVALID_PAGE_EXAMPLES),
+            **READ_REFUSED,
         },
     )
 )
@@ -264,6 +279,7 @@ class WorkflowEventsView(APIView):
         responses={
             200: OpenApiResponse(serializers.EventSerializer(many=True), examples=examples.EVENTS_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
@@ -282,6 +298,7 @@ class WorkflowStatusView(APIView):
         responses={
             200: OpenApiResponse(serializers.StatusResponseSerializer, examples=examples.STATUS_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
@@ -300,6 +317,7 @@ class WorkflowResultsView(APIView):
             200: OpenApiResponse(serializers.ResultsResponseSerializer, examples=examples.RESULTS_EXAMPLES),
             400: error("It has not finished yet.", examples.NOT_FINISHED_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
