@@ -19,7 +19,7 @@ from workflows import selectors, services
 from workflows.dag_picture import INK_COLOUR, STATUS_COLOURS, DagPictureUnavailable, dag_svg, status_colour
 from workflows.durations import format_duration
 from workflows.errors import WorkflowError
-from workflows.models import Execution, ExecutionEvent, NodeRun, WorkflowDefinition
+from workflows.models import ACTOR_FIELDS, Execution, ExecutionEvent, NodeRun, WorkflowDefinition
 
 # An execution can have thousands of nodes and events; the change page shows this many of each.
 INLINE_ROW_LIMIT = 500
@@ -228,6 +228,7 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
                     "input_json",
                     ("created_at", "triggered_at", "started_at", "finished_at"),
                     "duration",
+                    ACTOR_FIELDS,
                 )
             },
         ),
@@ -294,7 +295,7 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
         succeeded = 0
         for execution_id in queryset.values_list("pk", flat=True):
             try:
-                execution = operation(execution_id=execution_id)
+                execution = operation(execution_id=execution_id, actor=request.user)
             except WorkflowError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:

@@ -1,5 +1,6 @@
 """Typed access to the engine's own settings (the WORKFLOWS dict in settings)."""
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,8 @@ KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Shorter signing keys are refused: a short secret can be found from one signed message.
 MIN_SIGNING_KEY_CHARS = 32
+# DRF's rate syntax: requests per second, minute, hour or day (it reads the period's first letter).
+RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class EngineConf:
     mirror_ttl_seconds: int
     signing_key: bytes
     events_page_size: int
+    api_reads_require_auth: bool
+    metrics_require_auth: bool
+    api_write_rate: str
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one (tests prefix topics per session)."""
@@ -102,6 +108,9 @@ def conf() -> EngineConf:
         mirror_ttl_seconds=at_least_one("MIRROR_TTL_SECONDS", raw["MIRROR_TTL_SECONDS"]),
         signing_key=signing_key(raw["SIGNING_KEY"]),
         events_page_size=at_least_one("EVENTS_PAGE_SIZE", raw["EVENTS_PAGE_SIZE"]),
+        api_reads_require_auth=bool(raw["API_READS_REQUIRE_AUTH"]),
+        metrics_require_auth=bool(raw["METRICS_REQUIRE_AUTH"]),
+        api_write_rate=write_rate(raw["API_WRITE_RATE"]),
     )
     check_size_limits(engine)
     check_liveness(engine)
@@ -214,3 +223,14 @@ def signing_key(text: str) -> bytes:
             "the same for every scheduler and worker (it signs their messages to one another)"
         )
     return text.encode()
+
+
+def write_rate(text: object) -> str:
+    """A throttle rate such as `600/min`, checked here: DRF would fail on the first write."""
+    rate = str(text).strip()
+    if not RATE.fullmatch(rate):
+        raise ImproperlyConfigured(
+            f"WORKFLOWS_API_WRITE_RATE must be requests per period such as '600/min' "
+            f"(periods: s, min, hour, day), not {text!r}"
+        )
+    return rate

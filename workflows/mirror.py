@@ -1,7 +1,9 @@
 """The Redis mirror of execution state, for fast status reads; the database stays the truth.
 
 One hash per execution: field `execution` holds the summary, field `n:<node_id>` each node's
-detail, both as JSON. A missing hash is rebuilt from the database by the selectors.
+detail, fields `by:<actor field>` who submitted, triggered, cancelled and retried it (written by
+the services, never by the scheduler), all as JSON. A missing hash is rebuilt from the database by
+the selectors.
 """
 
 import hashlib
@@ -20,7 +22,7 @@ from redis.exceptions import NoScriptError
 
 from workflows.clients import redis_client
 from workflows.conf import conf
-from workflows.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeStatus
+from workflows.models import ACTOR_FIELDS, TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeStatus
 
 logger = logging.getLogger(__name__)
 # A running execution's mirror lives this long after its last change; a finished one's until
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 MIRROR_TTL_S = 7 * 24 * 3600
 SUMMARY_FIELD = "execution"
 NODE_PREFIX = "n:"
+ACTOR_PREFIX = "by:"
 
 # Marks a node RUNNING for a worker's claim. Returns 1 when claimed (or when this very claim was
 # applied already: a retry after a timeout), -1 when the node must not run: a duplicate delivery
@@ -78,6 +81,19 @@ def execution_summary(execution: Execution) -> dict[str, Any]:
         "started_at": _iso(execution.started_at),
         "finished_at": _iso(execution.finished_at),
     }
+
+
+def execution_actors(execution: Execution) -> dict[str, str | None]:
+    """Who submitted, triggered, cancelled and retried it, by username (None: nobody yet, a command
+    or an anonymous request). The users must be loaded with the execution (select_related), or
+    each costs a query."""
+    users = {field: getattr(execution, field) for field in ACTOR_FIELDS}
+    return {field: user.get_username() if user is not None else None for field, user in users.items()}
+
+
+def actor_fields(execution: Execution) -> dict[str, str]:
+    """The execution's `by:` fields of the hash."""
+    return {ACTOR_PREFIX + field: json.dumps(name) for field, name in execution_actors(execution).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +173,14 @@ def publish(changes: Changes) -> None:
     pipe.execute()
 
 
+def publish_with_actors(execution: Execution, nodes: Iterable[NodeState]) -> None:
+    """Write one execution's changes and who acted on it, in one round trip (the services)."""
+    pipe = client().pipeline(transaction=False)
+    write(pipe, execution, nodes)
+    pipe.hset(key(execution.pk), mapping=actor_fields(execution))
+    pipe.execute()
+
+
 def fill_missing(execution: Execution, nodes: Iterable[NodeState]) -> None:
     """Rebuild a missing or partial mirror from the database without overwriting what is there:
     a field the scheduler wrote meanwhile is newer than this read of the database. Nor is its
@@ -167,6 +191,8 @@ def fill_missing(execution: Execution, nodes: Iterable[NodeState]) -> None:
         return
     pipe = client().pipeline(transaction=False)
     pipe.hsetnx(key(execution.pk), SUMMARY_FIELD, json.dumps(execution_summary(execution)))
+    for field, value in actor_fields(execution).items():
+        pipe.hsetnx(key(execution.pk), field, value)
     for node in nodes:
         pipe.hsetnx(key(execution.pk), NODE_PREFIX + node.node_id, json.dumps(node_detail(node)))
     expire(pipe, execution.pk, finish_expiry, keep=True)
@@ -174,9 +200,10 @@ def fill_missing(execution: Execution, nodes: Iterable[NodeState]) -> None:
 
 
 def publish_quietly(execution: Execution, nodes: Iterable[NodeState]) -> None:
-    """Publish one execution, tolerating a Redis outage: the mirror is rebuilt on the next read."""
+    """Publish one execution and its actors, tolerating a Redis outage: the mirror is rebuilt on the
+    next read."""
     try:
-        publish([(execution, nodes)])
+        publish_with_actors(execution, nodes)
     except RedisError:
         logger.warning("Redis unavailable; the mirror of execution %s will be rebuilt on read", execution.pk)
 
@@ -221,11 +248,18 @@ def mark_running(
 
 
 def read(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
-    """The mirrored summary and node details, or None when the mirror lacks this execution."""
+    """The mirrored summary (with `actors`, those mirrored) and node details, or None when the
+    mirror lacks this execution."""
     raw = client().hgetall(key(execution_id))
     summary = raw.pop(SUMMARY_FIELD.encode(), None)
     if summary is None:
         return None
-    nodes = {field.decode()[len(NODE_PREFIX) :]: json.loads(value) for field, value in raw.items()}
+    nodes, actors = {}, {}
+    for field, value in raw.items():
+        name = field.decode()
+        if name.startswith(NODE_PREFIX):
+            nodes[name[len(NODE_PREFIX) :]] = json.loads(value)
+        elif name.startswith(ACTOR_PREFIX):
+            actors[name[len(ACTOR_PREFIX) :]] = json.loads(value)
     ordered = dict(sorted(nodes.items(), key=lambda item: item[1].get("position", 0)))
-    return json.loads(summary), ordered
+    return {**json.loads(summary), "actors": actors}, ordered

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -50,6 +51,7 @@ TERMINAL_EXECUTION_STATUSES = frozenset(
 ACTIVE_NODE_STATUSES = frozenset({NodeStatus.QUEUED, NodeStatus.RUNNING})
 RETRYABLE_EXECUTION_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 RESETTABLE_NODE_STATUSES = frozenset({NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
+ACTOR_FIELDS = ("submitted_by", "triggered_by", "cancelled_by", "retried_by")
 
 
 class WorkflowDefinition(models.Model):
@@ -70,6 +72,19 @@ class WorkflowDefinition(models.Model):
         return f"{self.name} ({self.node_count} nodes)"
 
 
+def actor_field(verb: str) -> models.ForeignKey:
+    """Who did something to an execution: a user, or empty for a management command or an
+    anonymous request. Deleting the user keeps the execution (the event history keeps the name)."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=f"Who {verb} it; empty for a management command or an anonymous request.",
+    )
+
+
 class Execution(models.Model):
     """One run of a definition; its id is the execution_id clients see."""
 
@@ -86,6 +101,10 @@ class Execution(models.Model):
     triggered_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    submitted_by = actor_field("submitted")
+    triggered_by = actor_field("triggered")
+    cancelled_by = actor_field("cancelled")
+    retried_by = actor_field("last retried")
 
     class Meta:
         ordering = ["-created_at"]

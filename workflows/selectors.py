@@ -14,6 +14,7 @@ from workflows.core.dag import WorkflowSpec, parse_workflow
 from workflows.errors import NotFound, WorkflowError
 from workflows.handlers.registry import handler_names
 from workflows.models import (
+    ACTOR_FIELDS,
     TERMINAL_EXECUTION_STATUSES,
     Execution,
     ExecutionEvent,
@@ -40,24 +41,25 @@ def parse_execution_id(execution_id: object) -> uuid.UUID:
         raise NotFound(execution_id) from None
 
 
-def execution_get(execution_id: object) -> Execution:
+def execution_get(execution_id: object, *related: str) -> Execution:
     try:
-        return Execution.objects.get(pk=parse_execution_id(execution_id))
+        return Execution.objects.select_related(*related).get(pk=parse_execution_id(execution_id))
     except Execution.DoesNotExist:
         raise NotFound(execution_id) from None
 
 
 def execution_locked(execution_id: object) -> Execution:
-    """The execution, locked for the current transaction."""
+    """The execution, locked for the current transaction, with who acted on it (for the mirror)."""
+    executions = Execution.objects.select_related(*ACTOR_FIELDS).select_for_update(of=("self",))
     try:
-        return Execution.objects.select_for_update().get(pk=parse_execution_id(execution_id))
+        return executions.get(pk=parse_execution_id(execution_id))
     except Execution.DoesNotExist:
         raise NotFound(execution_id) from None
 
 
 def execution_list(*, status: str | None = None, name: str | None = None) -> QuerySet[Execution]:
     """Executions, newest first, optionally filtered by status and by name (case-insensitive part)."""
-    executions = Execution.objects.all()
+    executions = Execution.objects.select_related(*ACTOR_FIELDS)
     if status:
         executions = executions.filter(status=status.upper())
     if name:
@@ -67,20 +69,22 @@ def execution_list(*, status: str | None = None, name: str | None = None) -> Que
 
 def status_from_database(execution_id: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Read the state from the database and rebuild the mirror with it."""
-    execution = execution_get(execution_id)
+    execution = execution_get(execution_id, *ACTOR_FIELDS)
     nodes = list(NodeRun.objects.filter(execution=execution).order_by("position"))
     with contextlib.suppress(RedisError):  # Redis down: the database answers alone
         mirror.fill_missing(execution, nodes)
-    return mirror.execution_summary(execution), {node.node_id: mirror.node_detail(node) for node in nodes}
+    summary = {**mirror.execution_summary(execution), "actors": mirror.execution_actors(execution)}
+    return summary, {node.node_id: mirror.node_detail(node) for node in nodes}
 
 
 def mirrored_status(execution_id: uuid.UUID) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
-    """The complete mirrored state, or None when the mirror is missing, partial or unreachable."""
+    """The complete mirrored state, or None when the mirror is missing, partial or unreachable
+    (no actors: the scheduler rebuilt it after Redis lost it; only the services write them)."""
     try:
         state = mirror.read(execution_id)
     except RedisError:
         return None
-    if state is None or len(state[1]) < state[0]["total"]:
+    if state is None or len(state[1]) < state[0]["total"] or len(state[0]["actors"]) < len(ACTOR_FIELDS):
         return None
     return state
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -32,6 +33,12 @@ from workflowsite.celery import app as celery_app
 
 NODE_INSERT_BATCH = 2000
 CANCELLABLE_NODE_STATUSES = ACTIVE_NODE_STATUSES | {NodeStatus.PENDING}
+Actor = AbstractBaseUser | None  # who acts: a user, or None for a command or an anonymous request
+
+
+def by(actor: Actor) -> dict[str, str | None]:
+    """The event detail naming who acted; the name stays in the history if the user is deleted."""
+    return {"by": actor.get_username() if actor is not None else None}
 
 
 def workflow_validate(*, data: object) -> WorkflowSpec:
@@ -66,20 +73,26 @@ def definition_store(*, spec: WorkflowSpec) -> WorkflowDefinition:
 
 
 @transaction.atomic
-def workflow_submit(*, data: object, input: dict[str, Any] | None = None, trigger: bool = False) -> Execution:
+def workflow_submit(
+    *, data: object, input: dict[str, Any] | None = None, trigger: bool = False, actor: Actor = None
+) -> Execution:
     """Validate and store a workflow and a PENDING execution of it, with a row per node."""
     spec = workflow_validate(data=data)
     workflow_input = checked_input({**spec.input, **(input or {})})
     definition = definition_store(spec=spec)
     execution = Execution.objects.create(
-        definition=definition, name=spec.name, input=workflow_input, total_nodes=len(spec.nodes)
+        definition=definition,
+        name=spec.name,
+        input=workflow_input,
+        total_nodes=len(spec.nodes),
+        submitted_by=actor,
     )
     insert_pending_nodes(execution, spec)
     ExecutionEvent.objects.create(
-        execution=execution, kind=EventKind.SUBMITTED, detail={"nodes": len(spec.nodes)}
+        execution=execution, kind=EventKind.SUBMITTED, detail={"nodes": len(spec.nodes), **by(actor)}
     )
     if trigger:
-        return execution_trigger(execution_id=execution.pk)
+        return execution_trigger(execution_id=execution.pk, actor=actor)
     pending = [
         mirror.PendingNode(node.id, node.handler, position) for position, node in enumerate(spec.nodes)
     ]
@@ -112,7 +125,7 @@ def insert_pending_nodes(execution: Execution, spec: WorkflowSpec) -> None:
 
 
 @transaction.atomic
-def execution_trigger(*, execution_id: object) -> Execution:
+def execution_trigger(*, execution_id: object, actor: Actor = None) -> Execution:
     """Start a PENDING execution: mark it RUNNING and queue workflow.start in the outbox.
 
     A second trigger is refused with 409 so a workflow never runs twice.
@@ -126,15 +139,16 @@ def execution_trigger(*, execution_id: object) -> Execution:
         )
     execution.status = ExecutionStatus.RUNNING
     execution.triggered_at = timezone.now()
-    execution.save(update_fields=["status", "triggered_at"])
-    ExecutionEvent.objects.create(execution=execution, kind=EventKind.TRIGGERED)
+    execution.triggered_by = actor
+    execution.save(update_fields=["status", "triggered_at", "triggered_by"])
+    ExecutionEvent.objects.create(execution=execution, kind=EventKind.TRIGGERED, detail=by(actor))
     outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
     transaction.on_commit(lambda: mirror.publish_quietly(execution, []))
     return execution
 
 
 @transaction.atomic
-def execution_cancel(*, execution_id: object) -> Execution:
+def execution_cancel(*, execution_id: object, actor: Actor = None) -> Execution:
     """Cancel a pending or running execution: no node starts any more, queued tasks are revoked,
     and late results of running ones are ignored."""
     execution = execution_locked(execution_id)
@@ -146,13 +160,14 @@ def execution_cancel(*, execution_id: object) -> Execution:
         )
     now = timezone.now()
     execution.status, execution.error, execution.finished_at = ExecutionStatus.CANCELLED, "cancelled", now
-    execution.save(update_fields=["status", "error", "finished_at"])
+    execution.cancelled_by = actor
+    execution.save(update_fields=["status", "error", "finished_at", "cancelled_by"])
     open_nodes = list(execution.nodes.filter(status__in=CANCELLABLE_NODE_STATUSES))
     execution.nodes.filter(pk__in=[node.pk for node in open_nodes]).update(status=NodeStatus.CANCELLED)
     for node in open_nodes:
         node.status = NodeStatus.CANCELLED
     ExecutionEvent.objects.create(
-        execution=execution, kind=EventKind.CANCELLED, detail={"nodes": len(open_nodes)}
+        execution=execution, kind=EventKind.CANCELLED, detail={"nodes": len(open_nodes), **by(actor)}
     )
     revoked = [task_id(str(execution.pk), node.node_id, node.attempt) for node in open_nodes if node.attempt]
     transaction.on_commit(lambda: mirror.publish_quietly(execution, open_nodes))
@@ -162,7 +177,7 @@ def execution_cancel(*, execution_id: object) -> Execution:
 
 
 @transaction.atomic
-def execution_retry(*, execution_id: object) -> Execution:
+def execution_retry(*, execution_id: object, actor: Actor = None) -> Execution:
     """Run a FAILED or CANCELLED execution again from where it stopped.
 
     Completed nodes keep their outputs and do not run again; failed, skipped and cancelled
@@ -195,9 +210,11 @@ def execution_retry(*, execution_id: object) -> Execution:
         batch_size=NODE_INSERT_BATCH,
     )
     execution.status, execution.error, execution.finished_at = ExecutionStatus.RUNNING, "", None
-    execution.failed_nodes = 0
-    execution.save(update_fields=["status", "error", "finished_at", "failed_nodes"])
-    ExecutionEvent.objects.create(execution=execution, kind=EventKind.RETRIED, detail={"nodes": len(reset)})
+    execution.failed_nodes, execution.retried_by = 0, actor
+    execution.save(update_fields=["status", "error", "finished_at", "failed_nodes", "retried_by"])
+    ExecutionEvent.objects.create(
+        execution=execution, kind=EventKind.RETRIED, detail={"nodes": len(reset), **by(actor)}
+    )
     outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
     transaction.on_commit(lambda: mirror.publish_quietly(execution, reset))
     return execution

@@ -21,6 +21,7 @@ def test_writes_carry_the_token_and_a_refusal_names_the_request_and_the_reason(
     live_server: Any, settings: Any
 ) -> None:
     settings.WORKFLOWS_API_TOKEN = TOKEN
+    settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES = False
     name = f"client-{uuid.uuid4().hex[:8]}"
     execution_id = ApiClient(live_server.url, TOKEN).submit(workflow(name))
     assert ApiClient(live_server.url).status(execution_id)["status"] == "PENDING"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from drf_spectacular.drainage import GENERATOR_STATS
@@ -17,6 +18,7 @@ from drf_spectacular.validation import validate_schema
 from workflows import services
 from workflows.api import examples
 from workflows.api import urls as api_urls
+from workflows.conf import conf
 from workflows.models import Execution
 
 OPENAPI_JSON = "application/vnd.oai.openapi+json"
@@ -33,16 +35,17 @@ API_PATHS = {
     "/health": {"get"},
 }
 # Statuses each operation must document besides its success, by operation id.
+READ, WRITE = {"401", "403"}, {"401", "403", "415", "429"}
 ERRORS = {
-    "workflows_list": {"404"},
-    "workflows_submit": {"400", "401", "403"},
-    "executions_status": {"404"},
-    "executions_results": {"400", "404"},
-    "executions_events": {"404"},
-    "executions_trigger": {"401", "403", "404", "409"},
-    "executions_trigger_legacy": {"401", "403", "404", "409"},
-    "executions_cancel": {"401", "403", "404", "409"},
-    "executions_retry": {"401", "403", "404", "409"},
+    "workflows_list": {"404", *READ},
+    "workflows_submit": {"400", *WRITE},
+    "executions_status": {"404", *READ},
+    "executions_results": {"400", "404", *READ},
+    "executions_events": {"404", *READ},
+    "executions_trigger": {"404", "409", *WRITE},
+    "executions_trigger_legacy": {"404", "409", *WRITE},
+    "executions_cancel": {"404", "409", *WRITE},
+    "executions_retry": {"404", "409", *WRITE},
     "health": {"503"},
 }
 HOOKED = {"PREPROCESSING_HOOKS": ["workflows.api.views.drop_optional_trailing_slash"]}
@@ -156,17 +159,22 @@ def test_error_examples_are_what_the_api_answers(client: Client) -> None:
     def as_example(body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(body).replace(execution_id, examples.EXECUTION_ID))
 
-    assert client.post(f"/workflows/{execution_id}/trigger").status_code == 200
-    assert as_example(client.post(f"/workflows/{execution_id}/trigger").json()) == (
-        examples.ALREADY_TRIGGERED_ERROR
+    assert (
+        client.post(f"/workflows/{execution_id}/trigger", content_type="application/json").status_code == 200
     )
+    assert as_example(
+        client.post(f"/workflows/{execution_id}/trigger", content_type="application/json").json()
+    ) == (examples.ALREADY_TRIGGERED_ERROR)
     assert as_example(client.get(f"/workflows/{execution_id}/results").json()) == examples.NOT_FINISHED_ERROR
-    assert as_example(client.post(f"/workflows/{execution_id}/retry").json()) == examples.NOT_RETRYABLE_ERROR
+    assert (
+        as_example(client.post(f"/workflows/{execution_id}/retry", content_type="application/json").json())
+        == examples.NOT_RETRYABLE_ERROR
+    )
 
 
 @pytest.mark.django_db
 def test_write_refused_examples_are_what_the_api_answers(client: Client, settings: Any) -> None:
-    settings.WORKFLOWS_API_TOKEN = "s3cret"
+    settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES = False
     assert client.post("/workflows", examples.WORKFLOW, content_type="application/json").json() == (
         examples.NO_TOKEN_ERROR
     )
@@ -174,6 +182,21 @@ def test_write_refused_examples_are_what_the_api_answers(client: Client, setting
         "/workflows", examples.WORKFLOW, content_type="application/json", HTTP_AUTHORIZATION="Bearer nope"
     )
     assert wrong.json() == examples.WRONG_TOKEN_ERROR
+    client.force_login(User.objects.create_user("alice"))
+    refused = client.post("/workflows", examples.WORKFLOW, content_type="application/json")
+    assert refused.json() == examples.NO_PERMISSION_ERROR
+    assert client.get("/workflows").status_code == 200  # reads open
+    settings.WORKFLOWS = {**settings.WORKFLOWS, "API_READS_REQUIRE_AUTH": True}
+    conf.cache_clear()
+    try:
+        assert client.get("/workflows").json() == examples.NO_VIEW_PERMISSION_ERROR
+        client.logout()
+        assert client.get("/workflows").json() == examples.NO_READ_CREDENTIALS_ERROR
+    finally:
+        conf.cache_clear()
+    settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES = True
+    form = client.post("/workflows", "a=1", content_type="application/x-www-form-urlencoded")
+    assert form.json() == examples.FORM_REFUSED_ERROR
 
 
 def raw_data_form(page: str) -> object:
@@ -201,12 +224,27 @@ def test_list_still_returns_rows(client: Client) -> None:
     client.post("/workflows", examples.WORKFLOW, content_type="application/json")
     rows = client.get("/workflows", HTTP_ACCEPT="application/json").json()["results"]
     assert [set(row) for row in rows] == [
-        {"execution_id", "name", "status", "progress", "error", "created_at", "started_at", "finished_at"}
+        {
+            "execution_id",
+            "name",
+            "status",
+            "progress",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "submitted_by",
+            "triggered_by",
+            "cancelled_by",
+            "retried_by",
+        }
     ]
 
 
 @pytest.mark.django_db
-def test_html_form_submits_a_workflow(client: Client) -> None:
+def test_html_form_submits_a_workflow(admin_client: Client) -> None:
+    """The browsable API's form, posted with the admin's session (anonymous forms are refused)."""
+    client = admin_client
     form = {
         "name": "From the form",
         "dag": json.dumps(examples.WORKFLOW_DAG),
@@ -227,7 +265,7 @@ def test_html_form_submits_a_workflow(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_html_form_with_broken_json_names_the_field(client: Client) -> None:
-    response = client.post("/workflows", {"name": "Broken", "dag": "{not json"})
+def test_html_form_with_broken_json_names_the_field(admin_client: Client) -> None:
+    response = admin_client.post("/workflows", {"name": "Broken", "dag": "{not json"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "dag"

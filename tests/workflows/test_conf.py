@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from workflows.conf import KAFKA_MESSAGE_MAX_BYTES, EngineConf, at_least_one, conf, positive
+from workflows.conf import KAFKA_MESSAGE_MAX_BYTES, EngineConf, at_least_one, conf, positive, write_rate
 
 
 def test_a_count_setting_takes_whole_numbers_of_at_least_one() -> None:
@@ -94,3 +94,10 @@ def test_a_dead_after_time_of_three_heartbeats_is_accepted() -> None:
 
     with override_settings(WORKFLOWS=raw):
         assert parsed_conf().worker_dead_after_seconds == 6.0
+
+
+def test_a_write_rate_takes_requests_per_period() -> None:
+    assert [write_rate(rate) for rate in ("600/min", " 5/s ", "10000/day")] == ["600/min", "5/s", "10000/day"]
+    for value in ["600", "600/fortnight", "0/min", "-1/min", "many/min", "600/ min", ""]:
+        with pytest.raises(ImproperlyConfigured, match=rf"WORKFLOWS_API_WRITE_RATE .*{value!r}"):
+            write_rate(value)

@@ -292,8 +292,10 @@ def test_form_fields_decode_json_with_the_body_rules(text: str, field: str, word
     assert getattr(raised.value, "errors", [{"field": "dag"}])[0]["field"] == field
 
 
-def test_form_submission_with_deep_json_is_400() -> None:
-    response = Client(raise_request_exception=False).post("/workflows", {"name": "x", "dag": "[" * 100_000})
+def test_form_submission_with_deep_json_is_400(admin_user: Any) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)  # forms are for sessions (workflows/api/auth.py)
+    response = client.post("/workflows", {"name": "x", "dag": "[" * 100_000})
 
     error_of(response, 400)
 
@@ -353,7 +355,7 @@ def test_unreadable_content_length_is_400(client: Client, length: str) -> None:
 def test_non_uuid_execution_ids_are_404_on_every_route(
     client: Client, method: str, route: str, execution_id: str
 ) -> None:
-    response = getattr(client, method)(route.format(execution_id))
+    response = getattr(client, method)(route.format(execution_id), content_type="application/json")
 
     error = error_of(response, 404)
     assert error["detail"].startswith(("no execution with id", "there is nothing at")), error

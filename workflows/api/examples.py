@@ -109,7 +109,8 @@ NOT_FINISHED_ERROR = {
     "errors": [],
 }
 NO_TOKEN_ERROR = {
-    "detail": "POST needs the API token: send 'Authorization: Bearer <token>'",
+    "detail": "POST /workflows needs credentials: send 'Authorization: Token <token>' "
+    "(a user's API token or the service token), or sign in",
     "code": "not_authenticated",
     "errors": [],
 }
@@ -118,8 +119,30 @@ WRONG_TOKEN_ERROR = {
     "code": "authentication_failed",
     "errors": [],
 }
-NOT_STAFF_ERROR = {
-    "detail": "POST needs the API token or a staff account; 'alice' is not staff",
+NO_PERMISSION_ERROR = {
+    "detail": "POST /workflows needs the permission 'workflows.add_execution', which 'alice' does not have",
+    "code": "permission_denied",
+    "errors": [],
+}
+FORM_REFUSED_ERROR = {
+    "detail": "an anonymous write may not send media type 'application/x-www-form-urlencoded', which a page "
+    "on another site can send too: send application/json, or sign in and send the CSRF token",
+    "code": "unsupported_media_type",
+    "errors": [],
+}
+THROTTLED_ERROR = {
+    "detail": "Request was throttled. Expected available in 42 seconds.",
+    "code": "throttled",
+    "errors": [],
+}
+NO_READ_CREDENTIALS_ERROR = {
+    "detail": "GET /workflows needs credentials: send 'Authorization: Token <token>' "
+    "(a user's API token or the service token), or sign in",
+    "code": "not_authenticated",
+    "errors": [],
+}
+NO_VIEW_PERMISSION_ERROR = {
+    "detail": "GET /workflows needs the permission 'workflows.view_execution', which 'alice' does not have",
     "code": "permission_denied",
     "errors": [],
 }
@@ -201,6 +224,10 @@ STATUS = {
     "created_at": "2025-01-06T09:59:59.870000+00:00",
     "started_at": "2025-01-06T10:00:00.004000+00:00",
     "finished_at": None,
+    "submitted_by": "alice",
+    "triggered_by": "alice",
+    "cancelled_by": None,
+    "retried_by": None,
 }
 FETCH_OUTPUT = {
     "status": 200,
@@ -254,6 +281,10 @@ LIST_ROW = {
     "created_at": "2025-01-06T09:59:59.870000Z",
     "started_at": "2025-01-06T10:00:00.004000Z",
     "finished_at": "2025-01-06T10:00:01.402000Z",
+    "submitted_by": "alice",
+    "triggered_by": "alice",
+    "cancelled_by": None,
+    "retried_by": None,
 }
 HEALTH_OK = {
     "status": "ok",
@@ -313,7 +344,11 @@ NO_TOKEN_EXAMPLES = [
     OpenApiExample("No token", NO_TOKEN_ERROR),
     OpenApiExample("Wrong token", WRONG_TOKEN_ERROR),
 ]
-NOT_STAFF_EXAMPLES = [OpenApiExample("Not staff", NOT_STAFF_ERROR)]
+NO_PERMISSION_EXAMPLES = [OpenApiExample("No permission", NO_PERMISSION_ERROR)]
+FORM_REFUSED_EXAMPLES = [OpenApiExample("Anonymous form", FORM_REFUSED_ERROR)]
+THROTTLED_EXAMPLES = [OpenApiExample("Throttled", THROTTLED_ERROR)]
+NO_READ_CREDENTIALS_EXAMPLES = [OpenApiExample("No credentials", NO_READ_CREDENTIALS_ERROR)]
+NO_VIEW_PERMISSION_EXAMPLES = [OpenApiExample("No permission", NO_VIEW_PERMISSION_ERROR)]
 INVALID_PAGE_EXAMPLES = [OpenApiExample("Past the last page", INVALID_PAGE_ERROR)]
 LIST_EXAMPLES = [OpenApiExample("Executions", LIST_ROW, summary="One page, newest first")]
 STATUS_EXAMPLES = [OpenApiExample("Running", STATUS, summary="Half-way through")]

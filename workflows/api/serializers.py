@@ -23,10 +23,11 @@ from workflows.api.parsers import loads
 from workflows.core.dag import MAX_NAME_LENGTH, MAX_TIMEOUT_S
 from workflows.core.retry import MAX_ATTEMPTS, MAX_BACKOFF_MULTIPLIER, MAX_BACKOFF_S, RetryPolicy
 from workflows.handlers.registry import handler_names
-from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeStatus
+from workflows.models import ACTOR_FIELDS, Execution, ExecutionEvent, ExecutionStatus, NodeStatus
 from workflows.selectors import ExecutionResults, ExecutionState
 
 DEFAULT_RETRY = RetryPolicy()
+ACTOR_HELP = "The user who %s it; null for a management command or an anonymous request."
 RETRY_SCHEMA = {
     "description": "How often to attempt the node: a number of attempts, or a policy.",
     "oneOf": [
@@ -240,6 +241,13 @@ class NodeDetailsField(serializers.DictField):
         return value
 
 
+def actor_name(verb: str) -> serializers.CharField:
+    """Who acted on the execution, as the status read holds it (the summary's `actors`)."""
+    return serializers.CharField(
+        allow_null=True, source=f"summary.actors.{verb.split()[-1]}_by", help_text=ACTOR_HELP % verb
+    )
+
+
 class StatusResponseSerializer(serializers.Serializer):
     """An execution's status, progress and the state of each node."""
 
@@ -258,6 +266,10 @@ class StatusResponseSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(allow_null=True, source="summary.created_at")
     started_at = serializers.DateTimeField(allow_null=True, source="summary.started_at")
     finished_at = serializers.DateTimeField(allow_null=True, source="summary.finished_at")
+    submitted_by = actor_name("submitted")
+    triggered_by = actor_name("triggered")
+    cancelled_by = actor_name("cancelled")
+    retried_by = actor_name("last retried")
 
 
 # Building a serializer deep-copies its fields: 0.2 ms of CPU for this one, about as much as the
@@ -330,11 +342,21 @@ class HealthSerializer(serializers.Serializer):
         return VERSION
 
 
+def actor_field(verb: str) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text=ACTOR_HELP % verb
+    )
+
+
 class ExecutionListSerializer(serializers.ModelSerializer):
     """One row of the execution list."""
 
     execution_id = serializers.UUIDField(source="id")
     progress = serializers.SerializerMethodField()
+    submitted_by = actor_field("submitted")
+    triggered_by = actor_field("triggered")
+    cancelled_by = actor_field("cancelled")
+    retried_by = actor_field("last retried")
 
     class Meta:
         model = Execution
@@ -347,6 +369,7 @@ class ExecutionListSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            *ACTOR_FIELDS,
         ]
 
     @extend_schema_field(ListProgressSerializer)
@@ -367,4 +390,8 @@ class EventSerializer(serializers.ModelSerializer):
         extra_kwargs = {
             "kind": {"help_text": "What happened."},
             "node_id": {"help_text": "The node concerned; empty for the execution's own events."},
+            "detail": {
+                "help_text": "What changed; submitted, triggered, cancelled and retried name who acted in "
+                "`by` (a username, or null for a management command or an anonymous request)."
+            },
         }

@@ -7,6 +7,7 @@ workflows/api/examples.py.
 
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -17,16 +18,20 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request, is_form_media_type
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from workflows import selectors, services
-from workflows.api import examples, serializers
+from workflows.api import auth, examples, serializers
 from workflows.conf import conf
 from workflows.health import health
+from workflows.metrics import metrics_view
 from workflows.models import Execution, ExecutionStatus
 
 WORKFLOWS, EXECUTIONS, CONTROL, OPERATIONS = "workflows", "executions", "control", "operations"
@@ -41,9 +46,27 @@ def error(description: str, cases: list[OpenApiExample]) -> OpenApiResponse:
 NOT_FOUND = error("No execution has this id.", examples.NOT_FOUND_EXAMPLES)
 WRITE_REFUSED = {
     401: error(
-        "An API token is configured and the request has none, or a wrong one.", examples.NO_TOKEN_EXAMPLES
+        "Anonymous writes are not allowed and the request has no token, or a wrong one.",
+        examples.NO_TOKEN_EXAMPLES,
     ),
-    403: error("A session user who is not staff.", examples.NOT_STAFF_EXAMPLES),
+    403: error(
+        "The user lacks the permission this write needs, or an anonymous write comes from another site.",
+        examples.NO_PERMISSION_EXAMPLES,
+    ),
+    415: error(
+        "An anonymous write sent a form, multipart or text/plain body.", examples.FORM_REFUSED_EXAMPLES
+    ),
+    429: error(
+        "The user's writes passed WORKFLOWS_API_WRITE_RATE; `Retry-After` says when to retry.",
+        examples.THROTTLED_EXAMPLES,
+    ),
+}
+READ_REFUSED = {
+    401: error(
+        "Reads need credentials (WORKFLOWS_API_READS_REQUIRE_AUTH); the request has none, or a wrong token.",
+        examples.NO_READ_CREDENTIALS_EXAMPLES,
+    ),
+    403: error("The user lacks `view_execution`.", examples.NO_VIEW_PERMISSION_EXAMPLES),
 }
 
 
@@ -113,6 +136,7 @@ def wants_trigger(request: Request, workflow: object) -> bool:
                 serializers.ExecutionListSerializer(many=True), examples=examples.LIST_EXAMPLES
             ),
             404: error("The page is past the last one.", examples.INVALID_PAGE_EXAMPLES),
+            **READ_REFUSED,
         },
     )
 )
@@ -121,6 +145,7 @@ class WorkflowListCreateView(generics.ListAPIView):
 
     serializer_class = serializers.ExecutionListSerializer
     pagination_class = ExecutionPagination
+    write_permission = auth.ADD
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         """The list rows for GET; the submit body for POST, so the browsable API's form shows it."""
@@ -156,7 +181,9 @@ class WorkflowListCreateView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         workflow = submitted_workflow(request)
-        execution = services.workflow_submit(data=workflow, trigger=wants_trigger(request, workflow))
+        execution = services.workflow_submit(
+            data=workflow, trigger=wants_trigger(request, workflow), actor=request.user
+        )
         return Response(serializers.SubmitResponseSerializer(execution).data, status=201)
 
 
@@ -176,14 +203,16 @@ class TriggerSchema(AutoSchema):
 class ExecutionActionView(APIView):
     """Trigger, cancel or retry: one service call, answered in the original engine's shape."""
 
+    write_permission = auth.CHANGE
     outcome = ""
     message = ""
 
-    def act(self, execution_id: str) -> Execution:
+    def act(self, execution_id: str, actor: Any) -> Execution:
         raise NotImplementedError
 
     def post(self, request: Request, execution_id: str) -> Response:
-        answer = {"outcome": self.outcome, "execution": self.act(execution_id), "message": self.message}
+        execution = self.act(execution_id, request.user)
+        answer = {"outcome": self.outcome, "execution": execution, "message": self.message}
         return Response(serializers.ActionResponseSerializer(answer).data)
 
 
@@ -221,8 +250,8 @@ class WorkflowTriggerView(ExecutionActionView):
     schema = TriggerSchema()
     outcome, message = "triggered", "Workflow execution started"
 
-    def act(self, execution_id: str) -> Execution:
-        return services.execution_trigger(execution_id=execution_id)
+    def act(self, execution_id: str, actor: Any) -> Execution:
+        return services.execution_trigger(execution_id=execution_id, actor=actor)
 
 
 @extend_schema_view(
@@ -239,8 +268,8 @@ class WorkflowCancelView(ExecutionActionView):
 
     outcome, message = "cancelled", "Workflow execution cancelled"
 
-    def act(self, execution_id: str) -> Execution:
-        return services.execution_cancel(execution_id=execution_id)
+    def act(self, execution_id: str, actor: Any) -> Execution:
+        return services.execution_cancel(execution_id=execution_id, actor=actor)
 
 
 @extend_schema_view(
@@ -258,8 +287,8 @@ class WorkflowRetryView(ExecutionActionView):
 
     outcome, message = "retrying", "Failed nodes will run again"
 
-    def act(self, execution_id: str) -> Execution:
-        return services.execution_retry(execution_id=execution_id)
+    def act(self, execution_id: str, actor: Any) -> Execution:
+        return services.execution_retry(execution_id=execution_id, actor=actor)
 
 
 @extend_schema_view(
@@ -272,6 +301,7 @@ class WorkflowRetryView(ExecutionActionView):
         responses={
             200: OpenApiResponse(serializers.EventSerializer(many=True), examples=examples.EVENTS_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
 )
@@ -297,6 +327,7 @@ class WorkflowStatusView(APIView):
         responses={
             200: OpenApiResponse(serializers.StatusResponseSerializer, examples=examples.STATUS_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
@@ -315,6 +346,7 @@ class WorkflowResultsView(APIView):
             200: OpenApiResponse(serializers.ResultsResponseSerializer, examples=examples.RESULTS_EXAMPLES),
             400: error("It has not finished yet.", examples.NOT_FINISHED_EXAMPLES),
             404: NOT_FOUND,
+            **READ_REFUSED,
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
@@ -323,6 +355,8 @@ class WorkflowResultsView(APIView):
 
 class HealthView(APIView):
     """Liveness of the API and its dependencies: 200 when all are up, 503 naming what is down."""
+
+    permission_classes = [AllowAny]  # for load balancers and orchestrators, whatever the deployment
 
     @extend_schema(
         operation_id="health",
@@ -343,6 +377,30 @@ class HealthView(APIView):
     def get(self, request: Request) -> Response:
         report = health()
         return Response(serializers.HealthSerializer(report).data, status=503 if report["down"] else 200)
+
+
+class JSONOnly(BaseContentNegotiation):
+    """Ignores Accept: a scraper asks for Prometheus or OpenMetrics text, not for a renderer."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0]
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsView(APIView):
+    """GET /metrics (workflows/metrics.py), behind credentials when WORKFLOWS_METRICS_REQUIRE_AUTH is on."""
+
+    permission_classes = [auth.MetricsPermissions]
+    renderer_classes = [JSONRenderer]  # for refusals; the exposition picks its own format
+    content_negotiation_class = JSONOnly
+    schema = None
+
+    def get(self, request: Request) -> HttpResponse:
+        return metrics_view(request._request)
 
 
 def drop_optional_trailing_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:

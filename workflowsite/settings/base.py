@@ -25,8 +25,9 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 DEBUG = env_bool("DEBUG", False)  # off by default: debug mode records every query in memory
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "")
 
-# API writes (POST, PUT, PATCH, DELETE) need this token (`Authorization: Bearer <token>`) or a staff
-# session; unset means open writes, which production refuses unless explicitly allowed.
+# The shared service token (`Authorization: Token <token>` or `Bearer <token>`) acts as the service
+# user (workflows/api/auth.py); users have their own tokens. Without credentials, writes are open
+# only when anonymous writes are allowed: by default in development without a service token.
 WORKFLOWS_API_TOKEN = os.environ.get("WORKFLOWS_API_TOKEN", "").strip()
 WORKFLOWS_ALLOW_ANONYMOUS_WRITES = env_bool("WORKFLOWS_ALLOW_ANONYMOUS_WRITES", False)
 # Larger request bodies get 413 (workflows/api/middleware.py); a 100,000-node chain is about 9 MB.
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_celery_beat",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "workflows",
@@ -59,6 +61,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "workflowsite.urls"
+LOGIN_REDIRECT_URL = "/workflows"  # after the browsable API's log in, when it names no page to return to
 WSGI_APPLICATION = "workflowsite.wsgi.application"
 APPEND_SLASH = False
 
@@ -149,10 +152,11 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "workflows.api.auth.ApiTokenAuthentication",
+        "workflows.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.WritesNeedToken"],
+    "DEFAULT_PERMISSION_CLASSES": ["workflows.api.auth.ExecutionPermissions"],
+    "DEFAULT_THROTTLE_CLASSES": ["workflows.api.auth.WriteRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -232,6 +236,9 @@ WORKFLOWS = {
     "MIRROR_TTL_SECONDS": os.environ.get("WORKFLOW_MIRROR_TTL_SECONDS", str(24 * 3600)),
     "SIGNING_KEY": os.environ.get("WORKFLOW_SIGNING_KEY", ""),
     "EVENTS_PAGE_SIZE": os.environ.get("WORKFLOW_EVENTS_PAGE_SIZE", "100"),
+    "API_READS_REQUIRE_AUTH": env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", False),
+    "METRICS_REQUIRE_AUTH": env_bool("WORKFLOWS_METRICS_REQUIRE_AUTH", False),
+    "API_WRITE_RATE": os.environ.get("WORKFLOWS_API_WRITE_RATE", "600/min"),
 }
 
 LOGGING = {

@@ -4,7 +4,7 @@ import importlib.util
 import os
 
 from workflowsite.settings.base import *  # noqa: F403
-from workflowsite.settings.base import INSTALLED_APPS, WORKFLOWS, env_list
+from workflowsite.settings.base import INSTALLED_APPS, WORKFLOWS, WORKFLOWS_API_TOKEN, env_bool, env_list
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 # Signs the messages schedulers and workers send one another (workflows/signatures.py).
@@ -18,3 +18,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver"
 # from the image (.dockerignore), hence the check that the package is there.
 if importlib.util.find_spec("devtools") is not None:
     INSTALLED_APPS.append("devtools")
+
+# The README's curl walk-through writes without credentials, until a service token is set.
+WORKFLOWS_ALLOW_ANONYMOUS_WRITES = env_bool("WORKFLOWS_ALLOW_ANONYMOUS_WRITES", not WORKFLOWS_API_TOKEN)

@@ -8,8 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from workflowsite.settings.base import *  # noqa: F403
 from workflowsite.settings.base import (
     DEBUG,
-    WORKFLOWS_ALLOW_ANONYMOUS_WRITES,
-    WORKFLOWS_API_TOKEN,
+    WORKFLOWS,
     env_bool,
     env_list,
 )
@@ -47,8 +46,8 @@ if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
     problems.append("needs ALLOWED_HOSTS (the host names the API answers to; not *)")
 if DEBUG:
     problems.append("refuses DEBUG=true")
-if not WORKFLOWS_API_TOKEN and not WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
-    problems.append("needs WORKFLOWS_API_TOKEN, or WORKFLOWS_ALLOW_ANONYMOUS_WRITES=true")
+# Reads need credentials too, unless the deployment opens them (WORKFLOWS_API_READS_REQUIRE_AUTH=false).
+WORKFLOWS["API_READS_REQUIRE_AUTH"] = env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", True)
 if problems:
     raise ImproperlyConfigured("DJANGO_ENV=production refuses to start: " + "; ".join(problems))
 

@@ -22,7 +22,10 @@ def test_submit_trigger_cancel_retry_and_results_answer_as_documented(client: Cl
     submitted = client.post("/workflows", WORKFLOW, content_type="application/json").json()
     execution_id = submitted["execution_id"]
     assert as_example(submitted, execution_id) == examples.SUBMITTED
-    answers = [client.post(f"/workflows/{execution_id}/{action}") for action in ("trigger", "cancel")]
+    answers = [
+        client.post(f"/workflows/{execution_id}/{action}", content_type="application/json")
+        for action in ("trigger", "cancel")
+    ]
     assert [as_example(answer.json(), execution_id) for answer in answers] == [
         examples.TRIGGERED,
         examples.CANCELLED,
@@ -35,7 +38,7 @@ def test_submit_trigger_cancel_retry_and_results_answer_as_documented(client: Cl
         "results": {},
         "error": "cancelled",
     }
-    retried = client.post(f"/workflows/{execution_id}/retry").json()
+    retried = client.post(f"/workflows/{execution_id}/retry", content_type="application/json").json()
     assert as_example(retried, execution_id) == examples.RETRYING
     assert Execution.objects.get(pk=execution_id).status == ExecutionStatus.RUNNING
 

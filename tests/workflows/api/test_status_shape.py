@@ -12,7 +12,7 @@ from devtools.devstack import TEST_REDIS_DB
 from workflows import mirror, services
 from workflows.api import examples
 from workflows.api.serializers import NodeStateSerializer, StatusResponseSerializer, status_body
-from workflows.models import Execution
+from workflows.models import ACTOR_FIELDS, Execution
 from workflows.selectors import ExecutionState
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +61,7 @@ def test_the_status_is_the_original_engines_shape_from_the_database_and_from_the
         "created_at": execution.created_at.isoformat(),
         "started_at": None,
         "finished_at": None,
+        **dict.fromkeys(ACTOR_FIELDS),
     }
     from_database = client.get(f"/workflows/{execution.pk}").json()
     assert mirror.read(execution.pk) is not None  # the read rebuilt the mirror
@@ -76,5 +77,6 @@ def test_the_openapi_example_is_what_the_serializer_renders() -> None:
     example = examples.STATUS
     summary = {field: example[field] for field in SUMMARY_FIELDS}
     summary.update({key: example["progress"][key] for key in ("total", "completed", "failed")})
+    summary["actors"] = {field: example[field] for field in ACTOR_FIELDS}
     state = ExecutionState(uuid.UUID(example["execution_id"]), summary, example["nodes"])
     assert status_body(state) == example
