@@ -1,4 +1,4 @@
-# The workflow engine's one image: the API (default CMD), the scheduler and the Celery workers all run it,
+# The workflow engine's one image: the API (default CMD), the scheduler, the Celery workers and beat all run it,
 # each started by bin/start, the one command line per process (see docker-compose.yml).
 FROM python:3.11-slim
 

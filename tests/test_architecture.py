@@ -1,7 +1,10 @@
 """The packages' arrows point one way (docs/design.md, "Packages"), read from the source so that an
 import inside a function counts too:
 
+    workflowsite (settings, urls, the Celery app) ──▶ workflows
     devtools ──▶ workers ──▶ workflows ──▶ workflows.core (standard library only)
+
+The engine reaches the project's Celery app as Celery's current app, never by importing the project.
 """
 
 import ast
@@ -22,9 +25,9 @@ CLIENTS_AND_FRAMEWORKS = (
 # package → what its modules must never import (workflows.core may import itself only)
 FORBIDDEN = {
     "workflows/core": (*CLIENTS_AND_FRAMEWORKS, "workflows", "workers", "devtools", "workflowsite"),
-    "workflows": ("workers", "devtools"),
+    "workflows": ("workers", "devtools", "workflowsite"),
     "workflowsite": ("workers", "devtools"),
-    "workers": ("devtools",),
+    "workers": ("devtools", "workflowsite"),
 }
 ALLOWED_INSIDE = {"workflows/core": ("workflows.core",)}
 

@@ -14,10 +14,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from workflows import selectors, services
 from workflows.dag_picture import INK_COLOUR, STATUS_COLOURS, DagPictureUnavailable, dag_svg, status_colour
-from workflows.durations import format_duration
+from workflows.durations import format_duration, seconds_between
 from workflows.errors import WorkflowError
 from workflows.models import ACTOR_FIELDS, Execution, ExecutionEvent, NodeRun, WorkflowDefinition
 
@@ -55,8 +57,8 @@ def run_duration(started_at: datetime | None, finished_at: datetime | None) -> s
     if started_at is None:
         return None
     if finished_at is None:
-        return f"{format_duration((timezone.now() - started_at).total_seconds())} so far"
-    return format_duration((finished_at - started_at).total_seconds())
+        return f"{format_duration(seconds_between(started_at, timezone.now()) or 0.0)} so far"
+    return format_duration(seconds_between(started_at, finished_at) or 0.0)
 
 
 def as_uuid(text: str) -> uuid.UUID | None:
@@ -316,3 +318,27 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
     @admin.action(description="Retry failed nodes of selected executions", permissions=["operate"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
         self.apply_to_each(request, queryset, services.execution_retry, "Retried")
+
+
+class SuperuserTokenAdmin(TokenAdmin):
+    """API tokens, for superusers only: DRF's admin lists every user's key, and whoever reads a
+    superuser's key acts as them through the API, so a "view token" permission would grant all."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+
+admin.site.unregister(TokenProxy)
+admin.site.register(TokenProxy, SuperuserTokenAdmin)

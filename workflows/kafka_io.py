@@ -191,13 +191,3 @@ def ensure_topics(partitions: int | None = None) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return wanted
-
-
-def delete_topics() -> list[str]:
-    """Delete the engine's topics (test sessions clean up their prefixed topics with this)."""
-    admin = AdminClient(kafka_config("admin"))
-    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
-    doomed = [conf().topic(name) for name in ALL_TOPICS if conf().topic(name) in existing]
-    for future in admin.delete_topics(doomed).values() if doomed else ():
-        future.result(ADMIN_TIMEOUT_S)
-    return doomed

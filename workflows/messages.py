@@ -95,6 +95,10 @@ class WorkflowStart:
         """Validate a decoded message; fields a newer sender may add are ignored."""
         return cls(execution_id_of(data))
 
+    def to_json(self) -> dict[str, Any]:
+        """The message as the outbox stores it (and the relay sends it)."""
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class TaskComplete:

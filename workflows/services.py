@@ -4,6 +4,7 @@ import hashlib
 import json
 from typing import Any
 
+from celery import current_app as celery_app
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
@@ -14,7 +15,7 @@ from workflows.core.dag import DagValidationError, WorkflowSpec, parse_workflow
 from workflows.core.limits import size_problem
 from workflows.errors import WorkflowError
 from workflows.handlers.registry import handler_names
-from workflows.messages import WORKFLOW_START, task_id
+from workflows.messages import WORKFLOW_START, WorkflowStart, task_id
 from workflows.models import (
     ACTIVE_NODE_STATUSES,
     RESETTABLE_NODE_STATUSES,
@@ -29,7 +30,6 @@ from workflows.models import (
     WorkflowDefinition,
 )
 from workflows.selectors import definition_spec, execution_locked
-from workflowsite.celery import app as celery_app
 
 NODE_INSERT_BATCH = 2000
 CANCELLABLE_NODE_STATUSES = ACTIVE_NODE_STATUSES | {NodeStatus.PENDING}
@@ -142,7 +142,7 @@ def execution_trigger(*, execution_id: object, actor: Actor = None) -> Execution
     execution.triggered_by = actor
     execution.save(update_fields=["status", "triggered_at", "triggered_by"])
     ExecutionEvent.objects.create(execution=execution, kind=EventKind.TRIGGERED, detail=by(actor))
-    outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
+    outbox.enqueue(WORKFLOW_START, str(execution.pk), WorkflowStart(str(execution.pk)).to_json())
     transaction.on_commit(lambda: mirror.publish_quietly(execution, []))
     return execution
 
@@ -215,6 +215,6 @@ def execution_retry(*, execution_id: object, actor: Actor = None) -> Execution:
     ExecutionEvent.objects.create(
         execution=execution, kind=EventKind.RETRIED, detail={"nodes": len(reset), **by(actor)}
     )
-    outbox.enqueue(WORKFLOW_START, str(execution.pk), {"execution_id": str(execution.pk)})
+    outbox.enqueue(WORKFLOW_START, str(execution.pk), WorkflowStart(str(execution.pk)).to_json())
     transaction.on_commit(lambda: mirror.publish_quietly(execution, reset))
     return execution

@@ -15,6 +15,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 import redis
+from celery import current_app as celery_app
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from kombu.serialization import dumps as serialize
@@ -23,7 +24,6 @@ from kombu.utils.json import dumps as to_json
 from workflows import mirror, signatures
 from workflows.clients import redis_client
 from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, TaskPayload, bundle_task_id
-from workflowsite.celery import app as celery_app
 
 ORIGIN = f"scheduler@{uuid.uuid4().hex[:8]}"
 

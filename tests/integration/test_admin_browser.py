@@ -22,6 +22,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.wait import WebDriverWait
 
 from devtools.devstack import ARTIFACTS, PYTHON, ROOT, Stack
+from workflows.models import EventKind
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -155,7 +156,7 @@ def test_admin_shows_a_finished_execution_with_its_dag_then_the_api_docs(
     assert texts(nodes.find_elements(By.CSS_SELECTOR, "td.field-state")) == ["COMPLETED"] * len(NODE_IDS)
     events = browser.find_element(By.ID, "events-group")
     kinds = texts(events.find_elements(By.CSS_SELECTOR, "td.field-kind"))
-    assert kinds[:2] == ["submitted", "triggered"], kinds
+    assert kinds[:2] == [EventKind.SUBMITTED.label, EventKind.TRIGGERED.label], kinds
 
     # Swagger UI draws the title with its JavaScript bundle, so this needs its assets served by the
     # app itself: no CDN is reachable from CI (drf-spectacular-sidecar serves them).

@@ -34,6 +34,7 @@ from tests.integration.kafka_topics import (
     wait_consumed,
 )
 from workflows.messages import TASK_COMPLETE, WORKFLOW_START, TaskComplete, encode
+from workflows.models import ACTOR_FIELDS
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POLL_S = 0.5
@@ -364,6 +365,7 @@ def test_redis_restarted_empty_mid_run_reconciler_redispatches_and_mirror_is_reb
         assert {field.decode() for field in mirrored} == {
             "execution",
             *(f"n:{n}" for n in node_ids(workflow)),
+            *(f"by:{field}" for field in ACTOR_FIELDS),
         }
     assert lost > 0, "no queued task was lost with Redis, so the reconciler was not needed"
 

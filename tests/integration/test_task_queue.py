@@ -17,6 +17,7 @@ import redis
 from django.utils import timezone
 
 from devtools.devstack import TEST_REDIS_DB
+from devtools.topics import delete_topics
 from workflows import kafka_io, metrics, mirror, task_queue
 from workflows.conf import conf
 from workflows.messages import RUN_NODES_TASK, SIGNATURE_HEADER, task_id
@@ -199,7 +200,7 @@ def own_topics(test_redis: None, settings: Any) -> Iterator[None]:
     conf.cache_clear()
     kafka_io.ensure_topics(partitions=1)
     yield
-    kafka_io.delete_topics()
+    delete_topics()
     conf.cache_clear()
 
 

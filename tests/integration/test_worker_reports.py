@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from devtools.devstack import TEST_REDIS_DB
+from devtools.topics import delete_topics
 from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
 from workflows.conf import conf
@@ -31,7 +32,7 @@ def reports(settings: Any) -> Iterator[Consumer]:
     consumer = kafka_io.consumer(f"test-{uuid.uuid4().hex}", [TASK_COMPLETE])
     yield consumer
     consumer.close()
-    kafka_io.delete_topics()
+    delete_topics()
     conf.cache_clear()
     mirror.client.cache_clear()
 

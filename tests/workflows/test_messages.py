@@ -161,3 +161,9 @@ def test_a_node_payload_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(InvalidMessage) as refused:
         validate_task_payload(json.loads("[1]"))
     assert refused.value.reason == "not_object"
+
+
+def test_a_workflow_start_reads_back_what_it_writes() -> None:
+    start = WorkflowStart(EXECUTION_ID)
+    assert start.to_json() == {"execution_id": EXECUTION_ID}
+    assert WorkflowStart.from_json(json.loads(json.dumps(start.to_json()))) == start

@@ -96,17 +96,19 @@ def reads_are_open() -> bool:
     return not conf().api_reads_require_auth
 
 
-def require(request: Request, needed: str) -> bool:
-    """True when the request's user has the permission; 401 without a user, 403 without it."""
+def require(request: Request, needed: str, *alternatives: str) -> bool:
+    """True when the request's user has the permission (or one of its alternatives); 401 without a
+    user, 403 without it."""
     user = request.user
     if user is None:
         raise exceptions.NotAuthenticated(
             f"{request.method} {request.path} needs credentials: send 'Authorization: Token <token>' "
             "(a user's API token or the service token), or sign in"
         )
-    if not user.has_perm(needed):
+    if not any(user.has_perm(permission) for permission in (needed, *alternatives)):
+        also = "".join(f" (or '{permission}')" for permission in alternatives)
         raise exceptions.PermissionDenied(
-            f"{request.method} {request.path} needs the permission '{needed}', "
+            f"{request.method} {request.path} needs the permission '{needed}'{also}, "
             f"which '{user.get_username()}' does not have"
         )
     return True
@@ -148,21 +150,25 @@ def cross_site(request: Request) -> bool:
 
 
 class ExecutionPermissions(BasePermission):
-    """Model permissions on executions, as the admin checks them: `view_execution` for GET, HEAD
-    and OPTIONS, the view's `write_permission` (default `change_execution`) for other methods.
+    """Model permissions on executions, as the admin checks them: `view_execution` or
+    `change_execution` for GET, HEAD and OPTIONS (the admin shows executions to either), the view's
+    `write_permission` (default `change_execution`) for other methods.
 
     Anonymous requests (`request.user` is None) may read while reads are open and write while
     anonymous writes are allowed, if not forgeable from another site; a signed-in user is held to
-    their permissions on writes.
+    their permissions, reads included.
     """
 
     def has_permission(self, request: Request, view: Any) -> bool:
         reading = request.method in SAFE_METHODS
-        if reading and reads_are_open():
+        anonymous = request.user is None
+        if reading and anonymous and reads_are_open():
             return True
-        if not reading and request.user is None and settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
+        if not reading and anonymous and settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES:
             return not_forgeable(request)
-        return require(request, VIEW if reading else getattr(view, "write_permission", CHANGE))
+        if reading:
+            return require(request, VIEW, CHANGE)
+        return require(request, getattr(view, "write_permission", CHANGE))
 
 
 class MetricsPermissions(BasePermission):
@@ -170,7 +176,7 @@ class MetricsPermissions(BasePermission):
     executions (the scraper sends a token)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return not conf().metrics_require_auth or require(request, VIEW)
+        return not conf().metrics_require_auth or require(request, VIEW, CHANGE)
 
 
 class WriteRateThrottle(SimpleRateThrottle):

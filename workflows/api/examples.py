@@ -142,7 +142,8 @@ NO_READ_CREDENTIALS_ERROR = {
     "errors": [],
 }
 NO_VIEW_PERMISSION_ERROR = {
-    "detail": "GET /workflows needs the permission 'workflows.view_execution', which 'alice' does not have",
+    "detail": "GET /workflows needs the permission 'workflows.view_execution' "
+    "(or 'workflows.change_execution'), which 'alice' does not have",
     "code": "permission_denied",
     "errors": [],
 }

@@ -356,7 +356,10 @@ class WorkflowResultsView(APIView):
 class HealthView(APIView):
     """Liveness of the API and its dependencies: 200 when all are up, 503 naming what is down."""
 
-    permission_classes = [AllowAny]  # for load balancers and orchestrators, whatever the deployment
+    # For load balancers and orchestrators, whatever the deployment: no credentials checked, not even
+    # a wrong token.
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
 
     @extend_schema(
         operation_id="health",

@@ -63,11 +63,6 @@ def handler_names() -> dict[str, str]:
     return dict(_NAMES)
 
 
-def canonical_name(name: str) -> str:
-    """The canonical name of a registered handler name or alias."""
-    return _NAMES[name]
-
-
 def add_invocation_hook(hook: InvocationHook) -> None:
     """Call `hook(canonical name, context)` before every handler run: how development tools (the
     invocation ledger) observe handlers without the engine or the workers importing them."""

@@ -15,7 +15,7 @@ from workflows.core import transitions
 from workflows.core.dag import WorkflowSpec
 from workflows.core.transitions import Finish, GiveUp, Retry
 from workflows.messages import TaskComplete, TaskPayload
-from workflows.models import ACTIVE_NODE_STATUSES, Execution, ExecutionStatus, NodeRun, NodeStatus
+from workflows.models import ACTIVE_NODE_STATUSES, EventKind, Execution, ExecutionStatus, NodeRun, NodeStatus
 from workflows.scheduler.batch import Batch, Queued
 from workflows.scheduler.reconciler import Loss
 from workflows.selectors import definition_spec
@@ -29,7 +29,7 @@ def start(execution_id: str, batch: Batch) -> None:
         return  # unknown, cancelled or finished
     if execution.started_at is None:
         execution.started_at = timezone.now()
-        batch.record(execution, "started")
+        batch.record(execution, EventKind.STARTED)
     spec = definition_spec(execution.definition_id)
     ready = NodeRun.objects.filter(execution=execution, status=NodeStatus.PENDING, pending_deps=0)
     for node in batch.remember(execution, ready):
@@ -77,7 +77,7 @@ def attempt_lost(loss: Loss, batch: Batch) -> None:
         give_up(execution, node, decision.error, batch)
         return
     node.lost_attempts += 1
-    batch.record(execution, "node_lost", node.node_id, attempt=attempt, reason=loss.reason)
+    batch.record(execution, EventKind.NODE_LOST, node.node_id, attempt=attempt, reason=loss.reason)
     queue(execution, node, definition_spec(execution.definition_id), batch)
 
 
@@ -100,7 +100,7 @@ def node_completed(
     """Count the node down in its children (read once per batch), then queue those it made ready."""
     node.status, node.output, node.error = NodeStatus.COMPLETED, output, ""
     batch.changed(node)
-    batch.record(execution, "node_completed", node.node_id, attempt=node.attempt)
+    batch.record(execution, EventKind.NODE_COMPLETED, node.node_id, attempt=node.attempt)
     execution.completed_nodes += 1
     children = batch.load_nodes(execution, spec.children.get(node.node_id, ()))
     for child in children:
@@ -134,7 +134,7 @@ def node_failed(
     if isinstance(decision, Retry):
         batch.record(
             execution,
-            "node_retry",
+            EventKind.NODE_RETRY,
             node.node_id,
             attempt=node.attempt,
             error=error,
@@ -149,7 +149,7 @@ def give_up(execution: Execution, node: NodeRun, error: str, batch: Batch) -> No
     """The node failed for good: so does the execution, if it was still running."""
     node.status, node.error = NodeStatus.FAILED, error
     batch.changed(node)
-    batch.record(execution, "node_failed", node.node_id, attempt=node.attempt, error=error)
+    batch.record(execution, EventKind.NODE_FAILED, node.node_id, attempt=node.attempt, error=error)
     execution.failed_nodes += 1
     ending = transitions.node_given_up(
         node.node_id, error, running=execution.status == ExecutionStatus.RUNNING
@@ -189,7 +189,7 @@ def queue(
     node.status = NodeStatus.QUEUED
     node.queued_at, node.started_at, node.finished_at = timezone.now(), None, None
     batch.changed(node)
-    batch.record(execution, "node_queued", node.node_id, attempt=node.attempt)
+    batch.record(execution, EventKind.NODE_QUEUED, node.node_id, attempt=node.attempt)
     batch.queued.append(Queued(execution, node, countdown_s))
 
 
@@ -197,7 +197,7 @@ def finish(execution: Execution, ending: Finish, batch: Batch) -> None:
     """End the execution; when it failed, nodes that can no longer run become SKIPPED."""
     status = ExecutionStatus.FAILED if ending.failed else ExecutionStatus.COMPLETED
     execution.status, execution.error, execution.finished_at = status, ending.error, timezone.now()
-    batch.record(execution, status.lower(), error=ending.error)
+    batch.record(execution, EventKind.FAILED if ending.failed else EventKind.COMPLETED, error=ending.error)
     if not ending.failed:
         return
     cached = batch.nodes[str(execution.pk)]

@@ -7,7 +7,7 @@ from typing import Any
 
 from workflows import bulk
 from workflows.messages import TaskPayload
-from workflows.models import Execution, ExecutionEvent, NodeRun
+from workflows.models import EventKind, Execution, ExecutionEvent, NodeRun
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Batch:
     def only_counted(self) -> list[NodeRun]:
         return [node for pk, node in self.counted.items() if pk not in self.dirty]
 
-    def record(self, execution: Execution, kind: str, node_id: str = "", **detail: Any) -> None:
+    def record(self, execution: Execution, kind: EventKind, node_id: str = "", **detail: Any) -> None:
         self.history.append(ExecutionEvent(execution=execution, kind=kind, node_id=node_id, detail=detail))
 
     def save(self) -> None:

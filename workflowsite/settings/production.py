@@ -47,7 +47,7 @@ if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
 if DEBUG:
     problems.append("refuses DEBUG=true")
 # Reads need credentials too, unless the deployment opens them (WORKFLOWS_API_READS_REQUIRE_AUTH=false).
-WORKFLOWS["API_READS_REQUIRE_AUTH"] = env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", True)
+WORKFLOWS = {**WORKFLOWS, "API_READS_REQUIRE_AUTH": env_bool("WORKFLOWS_API_READS_REQUIRE_AUTH", True)}
 if problems:
     raise ImproperlyConfigured("DJANGO_ENV=production refuses to start: " + "; ".join(problems))
 

@@ -30,7 +30,7 @@ from workflows.models import Execution, ExecutionStatus
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "t0ken-for-tests-0123456789abcdef"
 WORKFLOW = {"name": "auth", "dag": {"nodes": [{"id": "A", "handler": "input"}]}}
 NO_ID = "00000000-0000-0000-0000-000000000000"
@@ -271,7 +271,8 @@ def test_each_role_may_do_what_its_permissions_say_through_its_token(
             assert response.status_code not in {401, 403}, response.content[:300]
             return True
         error = error_of(response, 403)
-        assert f"needs the permission 'workflows.{permission}', which '{user.username}'" in error["detail"]
+        assert f"needs the permission 'workflows.{permission}'" in error["detail"]
+        assert f"which '{user.username}' does not have" in error["detail"]
         return False
 
     allowed(client.get("/workflows", **headers), "view_execution")
@@ -303,6 +304,14 @@ def test_tokens_are_managed_in_the_admin(admin_client: Client) -> None:
     page = admin_client.get(reverse("admin:authtoken_tokenproxy_changelist"))
     assert page.status_code == 200
     assert admin_client.get(reverse("admin:authtoken_tokenproxy_add")).status_code == 200
+
+
+def test_only_superusers_see_tokens_in_the_admin() -> None:
+    staff = user_with("staff", "view_token", "view_tokenproxy", "change_token", is_staff=True)
+    Token.objects.create(user=User.objects.create_superuser("root", password="unused-password"))
+
+    assert signed_in(staff).get(reverse("admin:authtoken_tokenproxy_changelist")).status_code == 403
+    assert "Auth Token" not in signed_in(staff).get(reverse("admin:index")).content.decode()
 
 
 def test_an_inactive_users_token_is_401(client: Client, closed: None) -> None:
@@ -529,6 +538,28 @@ def test_reads_closed_need_credentials_and_health_stays_open(client: Client, rea
         client.get(f"/workflows/{execution.pk}", **bearer(user_with("v", "view_execution"))).status_code
         == 200
     )
+
+
+def test_health_ignores_credentials_even_a_wrong_token(client: Client, reads_closed: None) -> None:
+    assert client.get("/health", HTTP_AUTHORIZATION="Token not-a-token").status_code in {200, 503}
+
+
+def test_open_reads_still_hold_a_signed_in_user_to_their_permissions(client: Client) -> None:
+    execution = pending()
+
+    error = error_of(client.get(f"/workflows/{execution.pk}", **bearer(user_with("nobody"))), 403)
+    assert (
+        "needs the permission 'workflows.view_execution' (or 'workflows.change_execution')" in error["detail"]
+    )
+    assert client.get(f"/workflows/{execution.pk}").status_code == 200  # anonymous: reads are open
+
+
+def test_a_user_who_may_change_executions_reads_them_as_the_admin_shows_them(reads_closed: None) -> None:
+    operator = user_with("changer", "change_execution", is_staff=True)
+    execution = pending()
+
+    assert Client().get(f"/workflows/{execution.pk}", **bearer(operator)).status_code == 200
+    assert signed_in(operator).get(f"/admin/workflows/execution/{execution.pk}/change/").status_code == 200
 
 
 def test_open_reads_need_no_credentials(client: Client, closed: None) -> None:

@@ -185,7 +185,7 @@ def test_write_refused_examples_are_what_the_api_answers(client: Client, setting
     client.force_login(User.objects.create_user("alice"))
     refused = client.post("/workflows", examples.WORKFLOW, content_type="application/json")
     assert refused.json() == examples.NO_PERMISSION_ERROR
-    assert client.get("/workflows").status_code == 200  # reads open
+    assert client.get("/workflows").json() == examples.NO_VIEW_PERMISSION_ERROR  # open to anonymous only
     settings.WORKFLOWS = {**settings.WORKFLOWS, "API_READS_REQUIRE_AUTH": True}
     conf.cache_clear()
     try:
