@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from devtools.devstack import TEST_REDIS_DB
+from devtools.devstack import TEST_REDIS_DB, wait_until
 from devtools.topics import delete_topics
 from workers import heartbeat, tasks
 from workflows import kafka_io, mirror
@@ -30,6 +30,8 @@ def reports(settings: Any) -> Iterator[Consumer]:
     mirror.client.cache_clear()
     kafka_io.ensure_topics(partitions=1)
     consumer = kafka_io.consumer(f"test-{uuid.uuid4().hex}", [TASK_COMPLETE])
+    # Assigned before anything is produced: a consumer that joins late could start past a report.
+    wait_until(lambda: consumer.poll(0.1) is None and consumer.assignment(), DEADLINE_S, "the assignment")
     yield consumer
     consumer.close()
     delete_topics()
