@@ -4,7 +4,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -162,10 +162,19 @@ def _log_refused_commit(error: KafkaError | None, partitions: list[TopicPartitio
         logger.warning("offset commit refused (%s); those messages will be delivered again", error)
 
 
-def consumer(group_id: str, topics: list[str]) -> Consumer:
-    """A consumer that commits only when told to, after the batch's effects are durable."""
+def consumer(
+    group_id: str,
+    topics: list[str],
+    on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+) -> Consumer:
+    """A consumer that commits only when told to, after the batch's effects are durable;
+    `on_assign` is told of the partitions each rebalance gives it."""
     client = Consumer({**kafka_config("consumer"), "group.id": group_id, "on_commit": _log_refused_commit})
-    client.subscribe([conf().topic(name) for name in topics])
+    names = [conf().topic(name) for name in topics]
+    if on_assign is None:
+        client.subscribe(names)
+    else:
+        client.subscribe(names, on_assign=on_assign)
     return client
 
 

@@ -193,3 +193,20 @@ def test_when_a_worker_dies_what_nothing_carries_is_lost_though_its_heartbeat_di
     beat(client, "dead", 0.5)  # held nothing, as far as its heartbeat said
     live = lambda: beat(client, "live", 0.1)  # noqa: E731
     assert passes_until_found(rec, live, deadline_s=DEAD_AFTER_S * 3 + 5) == [(execution_id, "n0", 1)]
+
+
+def test_a_scheduler_given_a_peers_partitions_looks_for_what_the_peer_committed_and_never_pushed(
+    client: redis.Redis,
+) -> None:
+    """Bug: a scheduler killed between its commit and its push to the queue left QUEUED attempts
+    that no task carried; the peer that took its partitions never looked (seen in a clean-clone CI
+    run of the fault test that kills one of two schedulers)."""
+    client.set(EPOCH_KEY, json.dumps({"id": "old", "at": time.time()}))
+    rec = reconciler(client)
+    assert passes_until_found(rec, deadline_s=DEAD_AFTER_S + 2) == []  # its start-up check: nothing
+    assert rec.epoch_done
+    execution_id = queued_execution(1, datetime.now(tz=UTC) - timedelta(seconds=5))
+    live = lambda: beat(client, "live", 0.1)  # noqa: E731
+    assert passes_until_found(rec, live, deadline_s=2.0) == []  # no evidence yet: not lost
+    rec.partitions_assigned()
+    assert passes_until_found(rec, live, deadline_s=5.0) == [(execution_id, "n0", 1)]

@@ -262,6 +262,13 @@ class Reconciler:
     dead_fields: set[str] = field(default_factory=set)
     unapplied: tuple[list[Loss], list[Beat], set[Attempt]] = ([], [], set())
     next_unstarted_check: float = 0.0
+    took_over: bool = False  # Kafka assigned this scheduler partitions since the last pass
+
+    def partitions_assigned(self) -> None:
+        """Kafka gave this scheduler partitions (at start, or those of a peer that left or died):
+        the next pass checks what nothing carries on them, since a peer killed between its commit
+        and its push to the queue left committed attempts that no task carries."""
+        self.took_over = True
 
     def losses(self, owns: Callable[[], Judge]) -> list[Loss]:
         """The attempts found lost since the last pass, among the executions `owns()` judges."""
@@ -290,6 +297,10 @@ class Reconciler:
             # new epoch; a predecessor's commit it never pushed too, when this scheduler starts.
             self.epoch = epoch
             self.check_carried(time.time(), now)
+        if self.took_over:
+            # Live workers have been publishing all along: check as soon as the partitions are read.
+            self.took_over = False
+            self.check_carried(time.time(), now - self.dead_after_s)
         newly_dead = {beat.field for beat in silent} - self.dead_fields
         self.dead_fields = {beat.field for beat in silent}
         if newly_dead:

@@ -25,7 +25,11 @@ class Command(BaseCommand):
         # every hop of every workflow.
         connection.settings_dict["CONN_HEALTH_CHECKS"] = False
         scheduler = Scheduler()
-        consumer = kafka_io.consumer(conf().scheduler_group_id, list(scheduler.topics))
+        consumer = kafka_io.consumer(
+            conf().scheduler_group_id,
+            list(scheduler.topics),
+            on_assign=lambda _consumer, partitions: partitions and scheduler.reconciler.partitions_assigned(),
+        )
         loop = ConsumerLoop(
             consumer,
             scheduler.handle_batch,
