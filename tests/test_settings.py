@@ -1,45 +1,21 @@
 """The settings per environment: DJANGO_ENV picks the module, production fails closed and passes
 `manage.py check --deploy` (each settings import runs in a fresh interpreter)."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.production_env import PRODUCTION
-
-ROOT = Path(__file__).resolve().parent.parent
-# Variables of the caller's environment that would change what the settings see.
-CLEARED = {
-    *PRODUCTION,
-    "DEBUG",
-    "WORKFLOWS_ALLOW_ANONYMOUS_WRITES",
-    "SECURE_PROXY_SSL_HEADER",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_RESULT_BACKEND",
-    "REDIS_SSL_CA_FILE",
-}
-
-
-def run(args: list[str], **overrides: str | None) -> subprocess.CompletedProcess[str]:
-    """Run `args` with the default settings module and the production environment changed by
-    `overrides` (None removes a variable)."""
-    env = {name: value for name, value in os.environ.items() if name not in CLEARED}
-    env.update({name: value for name, value in {**PRODUCTION, **overrides}.items() if value is not None})
-    env["DJANGO_SETTINGS_MODULE"] = "workflowsite.settings"
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+from tests.production_env import PRODUCTION, run_in_production
 
 
 def setting(name: str, **overrides: str | None) -> subprocess.CompletedProcess[str]:
     code = f"from django.conf import settings; print(repr(settings.{name}))"
-    return run([sys.executable, "-c", code], **overrides)
+    return run_in_production([sys.executable, "-c", code], **overrides)
 
 
 def test_check_deploy_passes_with_a_complete_production_environment() -> None:
-    result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"])
+    result = run_in_production([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"])
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
@@ -110,7 +86,7 @@ def test_a_rediss_url_gives_celery_and_the_cache_the_ca() -> None:
         "settings.CACHES['default']['OPTIONS']['CONNECTION_POOL_KWARGS']['ssl_ca_certs'], "
         "app.conf.redis_backend_use_ssl)"
     )
-    result = run(
+    result = run_in_production(
         [sys.executable, "-c", code],
         DJANGO_ENV="development",
         REDIS_URL="rediss://:pa55@redis.example.com:6380/0",
@@ -129,7 +105,7 @@ def test_production_redirects_plain_http_except_the_healthcheck() -> None:
         "client.get('/schema', HTTP_HOST='api.example.com', HTTP_X_FORWARDED_PROTO='https').status_code)"
     )
 
-    result = run([sys.executable, "-c", code], SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+    result = run_in_production([sys.executable, "-c", code], SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
 
     assert result.returncode == 0, result.stderr
     redirected, health, proxied = result.stdout.split()[-3:]

@@ -3,14 +3,12 @@ permissions the admin applies; reads closed when configured; production's defaul
 
 import hmac
 import json
-import os
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from io import StringIO
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -22,7 +20,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from devtools.devstack import TEST_REDIS_DB
-from tests.production_env import PRODUCTION
+from tests.production_env import run_in_production
 from workflows import services
 from workflows.api.auth import SERVICE_USERNAME
 from workflows.conf import conf
@@ -30,7 +28,6 @@ from workflows.models import Execution, ExecutionStatus
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "t0ken-for-tests-0123456789abcdef"
 WORKFLOW = {"name": "auth", "dag": {"nodes": [{"id": "A", "handler": "input"}]}}
 NO_ID = "00000000-0000-0000-0000-000000000000"
@@ -611,33 +608,16 @@ def test_schema_documents_closed_reads(client: Client, reads_closed: None) -> No
 
 # --- production fails closed --------------------------------------------------------------------------
 
-PRODUCTION_READY = PRODUCTION
-SETTINGS_VARIABLES = {
-    *PRODUCTION_READY,
-    "DEBUG",
-    "WORKFLOWS_API_TOKEN",
-    "WORKFLOWS_ALLOW_ANONYMOUS_WRITES",
-    "WORKFLOWS_API_READS_REQUIRE_AUTH",
-    "DJANGO_SETTINGS_MODULE",
-}
-
 
 def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
     """Import the settings in a fresh interpreter, with the production variables changed by `overrides`
     (None removes one); it prints DEBUG, whether anonymous writes are allowed and reads need auth."""
-    env = {name: value for name, value in os.environ.items() if name not in SETTINGS_VARIABLES}
-    for name, value in {**PRODUCTION_READY, **overrides}.items():
-        if value is not None:
-            env[name] = value
-    env["DJANGO_SETTINGS_MODULE"] = "workflowsite.settings"
     code = (
         "from django.conf import settings; "
         "print(settings.DEBUG, settings.WORKFLOWS_ALLOW_ANONYMOUS_WRITES, "
         "settings.WORKFLOWS['API_READS_REQUIRE_AUTH'])"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    return run_in_production([sys.executable, "-c", code], **overrides)
 
 
 def test_production_needs_credentials_for_reads_and_writes_by_default() -> None:
